@@ -1,0 +1,39 @@
+//! cedar-ext-authz: an Envoy external authorization server that decides
+//! with Cedar policies.
+//!
+//! Modules in the order a request flows through them:
+//!
+//! - [`config`]: the typed YAML config, read once.
+//! - [`request`]: the facts of a CheckRequest, normalised; malformed input
+//!   is refused here (path, host, headers, routes).
+//! - [`identity`]: the trust gate and the principal (user, workload or
+//!   anonymous).
+//! - [`mapping`]: principal, action, resource, context and entities for
+//!   Cedar, built with the typed API.
+//! - [`policy`]: the validated policy set; [`reload`] swaps it while serving.
+//! - [`decision`]: Cedar's answer made fail-closed, with an HTTP status.
+//! - [`authorize`]: the one function from CheckRequest to outcome.
+//! - [`response`]: the CheckResponse Envoy receives.
+//! - [`server`], [`serve`], [`admin`]: the gRPC services, start-up and
+//!   shutdown, and the admin HTTP listener.
+//! - [`telemetry`], [`otel`], [`metrics`], [`explain`]: the decision log,
+//!   traces, metrics and explanations.
+//! - [`cli`]: the command line.
+
+pub mod admin;
+pub mod authorize;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod explain;
+pub mod identity;
+pub mod mapping;
+pub mod metrics;
+pub mod otel;
+pub mod policy;
+pub mod reload;
+pub mod request;
+pub mod response;
+pub mod serve;
+pub mod server;
+pub mod telemetry;

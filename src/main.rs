@@ -1,0 +1,42 @@
+//! `cedar-ext-authz`: parses arguments and hands over to the library.
+
+use std::process::ExitCode;
+
+use cedar_ext_authz::cli::{self, Cli, Command};
+use cedar_ext_authz::config::{Config, LogConfig};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::Validate => cli::validate(&cli.config),
+        Command::Check { request } => cli::check(&cli.config, &request),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            // Log set-up needs the config; report this error plainly.
+            let _guard = cedar_ext_authz::telemetry::init(&LogConfig::default());
+            tracing::error!(error = %error, "cannot start");
+            return Err(error.into());
+        }
+    };
+    let _guard = cedar_ext_authz::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(cedar_ext_authz::serve::run(config));
+    if let Err(error) = &result {
+        tracing::error!(error = %format!("{error:#}"), "cannot serve");
+    }
+    result
+}

@@ -1,0 +1,155 @@
+//! The Cedar `context` record of one request.
+//!
+//! Keys are fixed and documented in the README's mapping table; optional
+//! facts are omitted rather than set to an empty value, so policies test
+//! them with `has`. Header values enter only through the configured
+//! allow-list, which refuses credential headers at load.
+
+use std::time::SystemTime;
+
+use cedar_policy::{Context, ContextCreationError, RestrictedExpression};
+
+use super::string;
+use crate::config::RequestConfig;
+use crate::identity::{Identity, Workload};
+use crate::request::{HttpFacts, Kind, RequestFacts};
+
+type Pairs = Vec<(String, RestrictedExpression)>;
+
+/// Builds the context record.
+pub fn build(
+    facts: &RequestFacts,
+    identity: &Identity,
+    config: &RequestConfig,
+) -> Result<Context, ContextCreationError> {
+    let mut pairs: Pairs = Vec::new();
+    let kind = match facts.kind {
+        Kind::Http => "http",
+        Kind::Network => "network",
+    };
+    push(&mut pairs, "kind", string(kind));
+    if let Some(http) = &facts.http {
+        http_pairs(&mut pairs, http);
+    }
+    let headers = config
+        .context_headers
+        .iter()
+        .filter_map(|name| Some((name.clone(), string(&facts.headers.get(name)?))));
+    push(&mut pairs, "headers", record(headers)?);
+    let ext = facts
+        .context_extensions
+        .iter()
+        .map(|(k, v)| (k.clone(), string(v)));
+    push(&mut pairs, "ext", record(ext)?);
+    peer_pairs(&mut pairs, facts, identity.peer.as_ref())?;
+    push(
+        &mut pairs,
+        "time",
+        RestrictedExpression::new_datetime(datetime(facts.time)),
+    );
+    push(&mut pairs, "identity_source", string(identity.source()));
+    push(
+        &mut pairs,
+        "identity_trusted",
+        RestrictedExpression::new_bool(identity.trusted),
+    );
+    Context::from_pairs(pairs)
+}
+
+fn push(pairs: &mut Pairs, key: &str, value: RestrictedExpression) {
+    pairs.push((key.to_owned(), value));
+}
+
+fn record(
+    items: impl Iterator<Item = (String, RestrictedExpression)>,
+) -> Result<RestrictedExpression, ContextCreationError> {
+    RestrictedExpression::new_record(items).map_err(ContextCreationError::from)
+}
+
+fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
+    push(pairs, "method", string(&http.method));
+    push(pairs, "host", string(&http.host.name));
+    push(pairs, "path", string(&http.path.path));
+    if let Some(port) = http.host.port {
+        push(
+            pairs,
+            "port",
+            RestrictedExpression::new_long(i64::from(port)),
+        );
+    }
+    let query = http.path.query.iter().map(|(k, v)| (k.clone(), string(v)));
+    // Names are unique after canonicalisation, so the record cannot fail.
+    if let Ok(query) = RestrictedExpression::new_record(query) {
+        push(pairs, "query", query);
+    }
+    push(
+        pairs,
+        "body_partial",
+        RestrictedExpression::new_bool(http.body_partial),
+    );
+    if let Some(grpc) = &http.grpc {
+        let call = [
+            ("service".to_owned(), string(&grpc.service)),
+            ("method".to_owned(), string(&grpc.method)),
+        ];
+        if let Ok(call) = RestrictedExpression::new_record(call) {
+            push(pairs, "grpc", call);
+        }
+    }
+}
+
+fn peer_pairs(
+    pairs: &mut Pairs,
+    facts: &RequestFacts,
+    peer: Option<&Workload>,
+) -> Result<(), ContextCreationError> {
+    if let Some(address) = facts.source_address {
+        push(
+            pairs,
+            "source_ip",
+            RestrictedExpression::new_ip(address.ip().to_string()),
+        );
+    }
+    if let Some(sni) = &facts.sni {
+        push(pairs, "sni", string(sni));
+    }
+    let Some(peer) = peer else {
+        return Ok(());
+    };
+    push(pairs, "spiffe_id", string(&peer.id));
+    let mut parts = vec![("trust_domain".to_owned(), string(&peer.trust_domain))];
+    if let Some(ns) = &peer.namespace {
+        parts.push(("namespace".to_owned(), string(ns)));
+    }
+    if let Some(sa) = &peer.service_account {
+        parts.push(("service_account".to_owned(), string(sa)));
+    }
+    push(pairs, "spiffe", record(parts.into_iter())?);
+    Ok(())
+}
+
+/// Formats a time as Cedar's `datetime` literal, to the millisecond, UTC.
+pub fn datetime(time: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_is_cedar_literal_form() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(datetime(t), "2023-11-14T22:13:20.123Z");
+    }
+}

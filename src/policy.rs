@@ -1,0 +1,228 @@
+//! The policy set: schema, policies and entities read from one folder,
+//! validated strictly, and frozen into a [`PolicyStore`] that decisions
+//! share.
+//!
+//! Loading is all-or-nothing and happens off the request path: a store is
+//! either complete and valid or not built at all, and every error names the
+//! file, the line and, where there is one, the policy id. Swapping stores
+//! while serving is left to the reload module.
+
+mod annotations;
+mod files;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    Entities, Policy, PolicyId, PolicySet, Schema, Template, ValidationMode, Validator,
+};
+
+pub use annotations::DenyAnnotation;
+use files::{line_of, PolicyDir};
+
+use crate::request::routes::RouteConfig;
+
+/// Entity types built from each request; an entities file may not define
+/// them, or it could grant a user groups that the identity layer did not.
+pub const REQUEST_TYPES: &[&str] = &["User", "Workload", "Anonymous", "Path", "Endpoint"];
+
+/// Why a policy folder could not be loaded; the previous set keeps serving.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{path}:{line}: {reason}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}:{line}: policy `{id}`: {reason}")]
+    Policy {
+        path: PathBuf,
+        line: usize,
+        id: String,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Entities { path: PathBuf, reason: String },
+    #[error("route `{route}`: {reason}")]
+    Route { route: String, reason: String },
+}
+
+/// A loaded, validated policy set and everything decided with it.
+#[derive(Debug)]
+pub struct PolicyStore {
+    pub policies: PolicySet,
+    pub schema: Schema,
+    /// Entities from `entities.json` plus the schema's actions, with their
+    /// ancestors computed.
+    pub entities: Entities,
+    /// Short content hash of every file, named in each decision.
+    pub version: String,
+    pub policy_count: usize,
+    /// Status and message overrides of forbid policies.
+    pub deny_annotations: HashMap<PolicyId, DenyAnnotation>,
+    /// Where each policy came from, for messages.
+    pub origins: HashMap<PolicyId, (PathBuf, usize)>,
+    pub loaded_at: SystemTime,
+    pub dir: PathBuf,
+}
+
+impl PolicyStore {
+    /// Loads and validates a policy folder; `routes` are checked against
+    /// the schema's actions.
+    pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
+        let files = PolicyDir::read(dir)?;
+        let schema = files.schema()?;
+        let (policies, origins) = parse_policies(&files)?;
+        validate(&policies, &schema, &origins, &files)?;
+        let deny_annotations = annotations::read(&policies, &origins)?;
+        check_routes(routes, &schema)?;
+        let entities = files.entities(&schema)?;
+        Ok(Self {
+            policy_count: policies.policies().count() + policies.templates().count(),
+            version: files.version(),
+            policies,
+            schema,
+            entities,
+            deny_annotations,
+            origins,
+            loaded_at: SystemTime::now(),
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `file:line` of a policy, for logs.
+    pub fn origin(&self, id: &PolicyId) -> Option<String> {
+        let (path, line) = self.origins.get(id)?;
+        Some(format!("{}:{line}", path.display()))
+    }
+}
+
+type Origins = HashMap<PolicyId, (PathBuf, usize)>;
+
+/// Parses every `.cedar` file and gives each policy its `@id`, or
+/// `<file>:<line>` without one. Duplicate ids are an error.
+fn parse_policies(files: &PolicyDir) -> Result<(PolicySet, Origins), LoadError> {
+    let mut set = PolicySet::new();
+    let mut origins = Origins::new();
+    for (path, text) in files.policy_files() {
+        let parsed = PolicySet::from_str(text).map_err(|e| LoadError::Syntax {
+            path: path.clone(),
+            line: files::first_label_line(&e, text),
+            reason: files::flatten(&e),
+        })?;
+        for (id, line) in assign_ids(&parsed, path, text) {
+            if let Some((first, first_line)) = origins.get(&id.1) {
+                return Err(LoadError::Policy {
+                    path: path.clone(),
+                    line,
+                    id: id.1.to_string(),
+                    reason: format!(
+                        "duplicate id, first used at {}:{first_line}",
+                        first.display()
+                    ),
+                });
+            }
+            add(&mut set, &parsed, &id.0, id.1.clone(), path, line)?;
+            origins.insert(id.1, (path.clone(), line));
+        }
+    }
+    Ok((set, origins))
+}
+
+/// Pairs each parsed policy or template id with its final id and line.
+fn assign_ids(parsed: &PolicySet, path: &Path, text: &str) -> Vec<((PolicyId, PolicyId), usize)> {
+    let file = path
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let statics = parsed
+        .policies()
+        .map(|p| (p.id().clone(), p.annotation("id")));
+    let templates = parsed
+        .templates()
+        .map(|t| (t.id().clone(), t.annotation("id")));
+    let mut seen_unnamed = 0usize;
+    statics
+        .chain(templates)
+        .map(|(parsed_id, annotated)| {
+            let line = match annotated {
+                Some(id) => line_of(text, &format!("@id(\"{id}\")")),
+                None => {
+                    seen_unnamed += 1;
+                    files::nth_policy_line(text, seen_unnamed)
+                }
+            };
+            let id = annotated.map_or_else(|| format!("{file}:{line}"), str::to_owned);
+            ((parsed_id, PolicyId::new(id)), line)
+        })
+        .collect()
+}
+
+fn add(
+    set: &mut PolicySet,
+    parsed: &PolicySet,
+    parsed_id: &PolicyId,
+    id: PolicyId,
+    path: &Path,
+    line: usize,
+) -> Result<(), LoadError> {
+    let result = if let Some(policy) = parsed.policy(parsed_id) {
+        set.add(Policy::new_id(policy, id.clone()))
+    } else if let Some(template) = parsed.template(parsed_id) {
+        set.add_template(Template::new_id(template, id.clone()))
+    } else {
+        return Ok(());
+    };
+    result.map_err(|e| LoadError::Policy {
+        path: path.to_owned(),
+        line,
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Strict validation against the schema; the first error is reported with
+/// the line it points at.
+fn validate(
+    policies: &PolicySet,
+    schema: &Schema,
+    origins: &Origins,
+    files: &PolicyDir,
+) -> Result<(), LoadError> {
+    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    let Some(error) = result.validation_errors().next() else {
+        return Ok(());
+    };
+    let id = error.policy_id();
+    let (path, start) = origins.get(id).cloned().unwrap_or_default();
+    let line = files
+        .text(&path)
+        .and_then(|text| files::error_line(error, text))
+        .unwrap_or(start);
+    Err(LoadError::Policy {
+        path,
+        line,
+        id: id.to_string(),
+        reason: files::flatten(error),
+    })
+}
+
+fn check_routes(routes: &[RouteConfig], schema: &Schema) -> Result<(), LoadError> {
+    for route in routes {
+        let known = schema.actions().any(|a| a.id().unescaped() == route.action);
+        if !known {
+            return Err(LoadError::Route {
+                route: route.path.clone(),
+                reason: format!("action `{}` is not in the schema", route.action),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Annotations that shape a deny: `@http_status("401")` and
+//! `@message("...")` on a forbid policy, for example to ask for step-up
+//! authentication. They are checked when policies load, so a typo cannot
+//! surface as a strange status on a live request.
+
+use std::collections::HashMap;
+
+use cedar_policy::{Effect, PolicyId, PolicySet};
+
+use super::{LoadError, Origins};
+
+/// Annotation keys this server reads.
+pub const STATUS_KEY: &str = "http_status";
+pub const MESSAGE_KEY: &str = "message";
+
+/// Longest deny message accepted: it is sent to clients.
+const MAX_MESSAGE_BYTES: usize = 256;
+
+/// How a forbid policy wants its deny answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyAnnotation {
+    pub http_status: Option<u16>,
+    pub message: Option<String>,
+}
+
+/// Reads and checks the annotations of every policy.
+pub fn read(
+    policies: &PolicySet,
+    origins: &Origins,
+) -> Result<HashMap<PolicyId, DenyAnnotation>, LoadError> {
+    let mut found = HashMap::new();
+    for policy in policies.policies() {
+        let status = policy.annotation(STATUS_KEY);
+        let message = policy.annotation(MESSAGE_KEY);
+        if status.is_none() && message.is_none() {
+            continue;
+        }
+        let fail = |reason: String| {
+            let (path, line) = origins.get(policy.id()).cloned().unwrap_or_default();
+            LoadError::Policy {
+                path,
+                line,
+                id: policy.id().to_string(),
+                reason,
+            }
+        };
+        if policy.effect() != Effect::Forbid {
+            return Err(fail(
+                "deny annotations are only allowed on forbid policies".into(),
+            ));
+        }
+        let annotation = DenyAnnotation {
+            http_status: status.map(parse_status).transpose().map_err(fail)?,
+            message: message.map(check_message).transpose().map_err(fail)?,
+        };
+        found.insert(policy.id().clone(), annotation);
+    }
+    Ok(found)
+}
+
+fn parse_status(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(code) if (400..=599).contains(&code) => Ok(code),
+        _ => Err(format!(
+            "@{STATUS_KEY}(\"{value}\") must be a status from 400 to 599"
+        )),
+    }
+}
+
+fn check_message(value: &str) -> Result<String, String> {
+    if value.len() > MAX_MESSAGE_BYTES || value.chars().any(char::is_control) {
+        return Err(format!(
+            "@{MESSAGE_KEY} must be at most {MAX_MESSAGE_BYTES} bytes without control characters"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_must_be_a_client_or_server_error() {
+        assert_eq!(parse_status("401"), Ok(401));
+        for bad in ["200", "0", "600", "abc", ""] {
+            assert!(parse_status(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn message_with_control_characters_is_refused() {
+        assert!(check_message("step up\r\nx: y").is_err());
+        assert!(check_message("please sign in again").is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+//! Reading a policy folder from disk and turning parser diagnostics into
+//! `file:line` messages.
+//!
+//! The folder may be a Kubernetes ConfigMap mount, where every file is a
+//! symlink through `..data`: names starting with `.` are skipped and links
+//! are followed. Everything is read first, so a half-written folder fails
+//! as a whole instead of mixing old and new files.
+
+use std::path::{Path, PathBuf};
+
+use cedar_policy::{Entities, Schema};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+use super::{LoadError, REQUEST_TYPES};
+
+const SCHEMA_FILE: &str = "schema.cedarschema";
+const ENTITIES_FILE: &str = "entities.json";
+
+/// The text of every file of one policy folder.
+#[derive(Debug)]
+pub struct PolicyDir {
+    schema: (PathBuf, String),
+    policies: Vec<(PathBuf, String)>,
+    entities: Option<(PathBuf, String)>,
+}
+
+impl PolicyDir {
+    /// Reads the schema, the `.cedar` files (in name order) and entities.
+    pub fn read(dir: &Path) -> Result<Self, LoadError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, &e))?;
+        let mut names: Vec<String> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(dir, &e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let read = |name: &str| -> Result<(PathBuf, String), LoadError> {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, &e))?;
+            Ok((path, text))
+        };
+        let policies = names
+            .iter()
+            .filter(|n| n.ends_with(".cedar"))
+            .map(|n| read(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let entities = match names.iter().any(|n| n == ENTITIES_FILE) {
+            true => Some(read(ENTITIES_FILE)?),
+            false => None,
+        };
+        Ok(Self {
+            schema: read(SCHEMA_FILE)?,
+            policies,
+            entities,
+        })
+    }
+
+    /// Parses the Cedar schema.
+    pub fn schema(&self) -> Result<Schema, LoadError> {
+        let (path, text) = &self.schema;
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(text).map_err(|e| LoadError::Syntax {
+                path: path.clone(),
+                line: first_label_line(&e, text),
+                reason: flatten(&e),
+            })?;
+        Ok(schema)
+    }
+
+    /// Every policy file with its text.
+    pub fn policy_files(&self) -> impl Iterator<Item = &(PathBuf, String)> {
+        self.policies.iter()
+    }
+
+    /// The text of one file read here.
+    pub fn text(&self, path: &Path) -> Option<&str> {
+        self.policies
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, text)| text.as_str())
+    }
+
+    /// File entities validated against the schema, plus the schema's
+    /// action entities, so action groups work in every request.
+    pub fn entities(&self, schema: &Schema) -> Result<Entities, LoadError> {
+        let actions = schema.action_entities().map_err(|e| LoadError::Entities {
+            path: self.schema.0.clone(),
+            reason: flatten(&e),
+        })?;
+        let Some((path, text)) = &self.entities else {
+            return Ok(actions);
+        };
+        let error = |reason: String| LoadError::Entities {
+            path: path.clone(),
+            reason,
+        };
+        let file = Entities::from_json_str(text, Some(schema)).map_err(|e| error(flatten(&e)))?;
+        if let Some(e) = file.iter().find(|e| is_request_type(e.uid().type_name())) {
+            return Err(error(format!(
+                "`{}` is built from each request and cannot be defined here",
+                e.uid()
+            )));
+        }
+        let all = actions.iter().chain(file.iter()).cloned();
+        Entities::from_entities(all, Some(schema)).map_err(|e| error(flatten(&e)))
+    }
+
+    /// A short hash of every file's name and content.
+    pub fn version(&self) -> String {
+        let mut hash = Sha256::new();
+        let all = std::iter::once(&self.schema)
+            .chain(&self.policies)
+            .chain(&self.entities);
+        for (path, text) in all {
+            let name = path.file_name().unwrap_or_default();
+            hash.update(name.as_encoded_bytes());
+            hash.update([0]);
+            hash.update(text.as_bytes());
+            hash.update([0]);
+        }
+        hex::encode(&hash.finalize()[..6])
+    }
+}
+
+fn is_request_type(name: &cedar_policy::EntityTypeName) -> bool {
+    REQUEST_TYPES.contains(&name.basename()) && name.namespace().is_empty()
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> LoadError {
+    LoadError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// One-line message of a diagnostic and its causes and help.
+pub fn flatten(e: &(dyn Diagnostic + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if let Some(help) = e.help() {
+        text.push_str(&format!(" (help: {help})"));
+    }
+    if let Some(related) = e.related() {
+        for r in related {
+            text.push_str("; ");
+            text.push_str(&r.to_string());
+        }
+    }
+    text
+}
+
+/// Line (1-based) of a diagnostic's first label in `text`, or 1.
+pub fn first_label_line(e: &(dyn Diagnostic + 'static), text: &str) -> usize {
+    label_offset(e).map_or(1, |offset| line_at(text, offset))
+}
+
+/// Line of a validation error within its policy's file.
+pub fn error_line(e: &(dyn Diagnostic + 'static), text: &str) -> Option<usize> {
+    label_offset(e).map(|offset| line_at(text, offset))
+}
+
+fn label_offset(e: &(dyn Diagnostic + 'static)) -> Option<usize> {
+    if let Some(label) = e.labels().and_then(|mut l| l.next()) {
+        return Some(label.offset());
+    }
+    let mut related = e.related()?;
+    related.find_map(|r| r.labels().and_then(|mut l| l.next()).map(|l| l.offset()))
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line of the first occurrence of `needle`, or 1.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(1, |offset| line_at(text, offset))
+}
+
+/// Line where the `n`th (1-based) policy without an `@id` starts: the line
+/// of the `n`th `permit`/`forbid` keyword at the start of a line that is not
+/// preceded by an `@id` annotation.
+pub fn nth_policy_line(text: &str, n: usize) -> usize {
+    let mut count = 0;
+    let mut annotated = false;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("@id(") {
+            annotated = true;
+        }
+        if trimmed.starts_with("permit") || trimmed.starts_with("forbid") {
+            if !annotated {
+                count += 1;
+                if count == n {
+                    return index + 1;
+                }
+            }
+            annotated = false;
+        }
+    }
+    1
+}

@@ -1,0 +1,129 @@
+//! Start-up and shutdown of the `serve` command.
+//!
+//! Start-up loads the config and the policy set before any listener opens:
+//! the process refuses to start on any error. Health reports SERVING only
+//! once the listener is up with a valid set. On SIGTERM or Ctrl-C, health
+//! turns NOT_SERVING, a drain period lets Envoy's health checks move
+//! traffic away, then the listener stops taking connections and in-flight
+//! Checks finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use crate::config::Config;
+use crate::policy::PolicyStore;
+use crate::server::{CheckService, ExplainService, Shared, DESCRIPTOR_SET};
+
+/// Service names whose health is reported besides the server as a whole.
+const HEALTH_SERVICES: &[&str] = &[
+    "envoy.service.auth.v3.Authorization",
+    "cedar_ext_authz.v1.Explainer",
+];
+
+/// Runs the server until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = PolicyStore::load(&config.policy_dir, &config.request.routes)?;
+    crate::metrics::policy_loaded(&store.version, store.policy_count, false);
+    tracing::info!(
+        policy_set.version = %store.version,
+        policy.count = store.policy_count,
+        policy.dir = %config.policy_dir.display(),
+        "policies loaded"
+    );
+    let drain = Duration::from_millis(config.shutdown_drain_ms);
+    let shared = Shared::new(config, store);
+    let _watcher = crate::reload::spawn(shared.clone())?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grpc = tokio::net::TcpListener::bind(shared.config.listen).await?;
+    let admin = crate::admin::bind(shared.config.admin_listen).await?;
+    tracing::info!(
+        listen = %grpc.local_addr()?,
+        admin_listen = %admin.local_addr()?,
+        "serving"
+    );
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin,
+        shared.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in HEALTH_SERVICES.iter().chain(&[""]) {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let grpc_task = tokio::spawn(grpc_server(shared.clone(), grpc, health, stopped(stop_rx)));
+
+    shutdown_signal().await;
+    tracing::info!(drain_ms = drain.as_millis() as u64, "shutdown: draining");
+    shared.start_draining();
+    for name in HEALTH_SERVICES.iter().chain(&[""]) {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    tokio::time::sleep(drain).await;
+    let _ = stop_tx.send(true);
+    grpc_task.await??;
+    admin_task.await??;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn grpc_server(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // grpcurl before 1.9 speaks only the v1alpha protocol.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CheckService::new(shared.clone()))
+        .add_service(ExplainService::new(shared))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

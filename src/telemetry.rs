@@ -1,0 +1,128 @@
+//! Logs and traces: the subscriber set-up, one span per Check, and the one
+//! structured decision event per Check.
+//!
+//! The decision event has fixed messages ("request allowed" / "request
+//! denied") and dotted fields. It never carries a token, cookie or password:
+//! header values reach it only through identity parsing, and control
+//! characters are escaped by the formatter. Metrics live in the metrics
+//! module.
+
+use std::io::IsTerminal;
+
+use tracing::Span;
+use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+
+use crate::authorize::Outcome;
+use crate::config::{LogConfig, LogFormat};
+use crate::identity::Principal;
+
+/// Target of decision events, so they can be filtered or routed apart.
+pub const DECISION_TARGET: &str = "cedar_ext_authz::decision";
+
+/// Keeps the log writer flushing until dropped at shutdown.
+pub struct TelemetryGuard {
+    _log: tracing_appender::non_blocking::WorkerGuard,
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides the configured level.
+pub fn init(config: &LogConfig) -> TelemetryGuard {
+    let default = config.level.clone().unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Not lossy: under back-pressure a decision waits rather than vanishing
+    // from the audit trail.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.format {
+        LogFormat::Json => {
+            let layer = fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(writer);
+            let _ = registry.with(layer).try_init();
+        }
+        LogFormat::Human => {
+            let ansi = std::io::stdout().is_terminal();
+            let _ = registry
+                .with(fmt::layer().with_ansi(ansi).with_writer(writer))
+                .try_init();
+        }
+    }
+    TelemetryGuard { _log: guard }
+}
+
+/// The span of one Check.
+pub fn check_span() -> Span {
+    tracing::info_span!(
+        "envoy.service.auth.v3.Authorization/Check",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "envoy.service.auth.v3.Authorization",
+        rpc.method = "Check",
+    )
+}
+
+/// Emits the decision event.
+pub fn record_decision(outcome: &Outcome, dry_run: bool) {
+    let d = &outcome.decision;
+    let facts = outcome.facts.as_ref();
+    let http = facts.and_then(|f| f.http.as_ref());
+    let identity = outcome.identity.as_ref();
+    let cedar = outcome.cedar.as_ref();
+    let (principal_type, principal_id) = match cedar {
+        Some(c) => (
+            c.principal.type_name().to_string(),
+            c.principal.id().unescaped().to_owned(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let groups = match identity.map(|i| &i.principal) {
+        Some(Principal::User(u)) => u.groups.join(","),
+        _ => String::new(),
+    };
+    macro_rules! event {
+        ($msg:literal) => {
+            tracing::info!(
+                target: DECISION_TARGET,
+                decision = if d.is_allow() { "allow" } else { "deny" },
+                deny.kind = d.deny.map(|k| k.as_str()),
+                dry_run,
+                http.status = d.http_status,
+                policies = %d.policies.join(","),
+                errors = %d.errors.join("; "),
+                refusal = outcome.refusal.as_deref().or(outcome.fault.as_deref()),
+                principal.type = %principal_type,
+                principal.id = %principal_id,
+                principal.groups = %groups,
+                action = cedar.map(|c| c.action.id().unescaped().to_owned()),
+                resource.type = cedar.map(|c| c.resource.type_name().to_string()),
+                resource.id = cedar.map(|c| c.resource.id().unescaped().to_owned()),
+                identity.source = identity.map_or("none", |i| i.source()),
+                identity.trusted = identity.is_some_and(|i| i.trusted),
+                identity.ignored_headers = %identity.map(|i| i.ignored_headers.join(",")).unwrap_or_default(),
+                request.id = facts.and_then(|f| f.request_id.as_deref()),
+                request.kind = facts.map(|f| if f.http.is_some() { "http" } else { "network" }),
+                source.principal = facts.map(|f| f.source_principal.as_str()),
+                source.address = facts.and_then(|f| f.source_address).map(|a| a.to_string()),
+                http.method = http.map(|h| h.method.as_str()),
+                http.host = http.map(|h| h.host.name.as_str()),
+                http.path = http.map(|h| h.path.path.as_str()),
+                http.raw_path = http.map(|h| h.raw_path.as_str()),
+                http.id = http.map(|h| h.id.as_str()),
+                eval.micros = outcome.micros,
+                policy_set.version = %outcome.version,
+                trace_id = crate::otel::trace_id().as_deref(),
+                span_id = crate::otel::span_id().as_deref(),
+                $msg
+            )
+        };
+    }
+    if d.is_allow() {
+        event!("request allowed");
+    } else {
+        event!("request denied");
+    }
+}
