@@ -87,7 +87,8 @@ fn run(
             return Ok(());
         }
     };
-    let anonymous = identity.principal == Principal::Anonymous;
+    // 401 asks a browser or client to sign in; a TCP check has no one to ask.
+    let anonymous = identity.principal == Principal::Anonymous && facts.http.is_some();
     let on_error = config.decision.on_evaluation_error;
     outcome.decision = decision::decide(cedar, store, anonymous, on_error);
     Ok(())

@@ -229,16 +229,38 @@ impl Default for ResponseConfig {
 }
 
 /// OpenTelemetry export; the `OTEL_*` variables fill what is unset here.
+/// With no endpoint here and none in the environment, nothing is exported
+/// (docs/observability.md lists every variable).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// OTLP endpoint; empty means use `OTEL_EXPORTER_OTLP_ENDPOINT`, and
-    /// with neither set, no spans are exported.
+    /// OTLP base URL (`http://collector:4317` for gRPC, `http://collector:4318`
+    /// for HTTP, where `/v1/traces` and `/v1/metrics` are appended). Empty
+    /// means `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; with none of them set, no spans are
+    /// exported.
     pub otlp_endpoint: String,
-    /// `grpc` or `http/protobuf`; default from `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub otlp_protocol: Option<String>,
-    /// `service.name`; default from `OTEL_SERVICE_NAME`, else the crate name.
+    /// `grpc` or `http/protobuf`; default from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`,
+    /// then `OTEL_EXPORTER_OTLP_PROTOCOL`, then `http/protobuf`.
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// `service.name`; default from `OTEL_SERVICE_NAME` (or `service.name`
+    /// in `OTEL_RESOURCE_ATTRIBUTES`), else `cedar-ext-authz`.
     pub service_name: Option<String>,
+    /// Also push the metrics of `/metrics` over OTLP (same endpoint and
+    /// protocol). Off by default: Prometheus scraping is the primary path;
+    /// `OTEL_METRICS_EXPORTER=otlp` turns it on as well.
+    pub otlp_metrics: bool,
+}
+
+/// Wire protocol of the OTLP exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (collector port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (collector port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 impl Config {

@@ -96,8 +96,8 @@ async fn grpc_server(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CheckService::new(shared.clone()))
-        .add_service(ExplainService::new(shared))
+        .add_service(CheckService::server(shared.clone()))
+        .add_service(ExplainService::server(shared))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

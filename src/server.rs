@@ -89,9 +89,14 @@ pub struct CheckService {
 }
 
 impl CheckService {
-    pub fn new(shared: Arc<Shared>) -> AuthorizationServer<Self> {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The tonic service, with the decode limit applied.
+    pub fn server(shared: Arc<Shared>) -> AuthorizationServer<Self> {
         let limit = decode_limit(&shared.config);
-        AuthorizationServer::new(Self { shared }).max_decoding_message_size(limit)
+        AuthorizationServer::new(Self::new(shared)).max_decoding_message_size(limit)
     }
 }
 
@@ -126,9 +131,15 @@ pub struct ExplainService {
 }
 
 impl ExplainService {
-    pub fn new(shared: Arc<Shared>) -> pb::explainer_server::ExplainerServer<Self> {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The tonic service, with the decode limit applied.
+    pub fn server(shared: Arc<Shared>) -> pb::explainer_server::ExplainerServer<Self> {
         let limit = decode_limit(&shared.config);
-        pb::explainer_server::ExplainerServer::new(Self { shared }).max_decoding_message_size(limit)
+        pb::explainer_server::ExplainerServer::new(Self::new(shared))
+            .max_decoding_message_size(limit)
     }
 }
 

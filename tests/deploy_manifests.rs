@@ -152,20 +152,28 @@ fn documents(text: &str, what: &str) -> Vec<Value> {
 }
 
 /// Deserializes into `T`, failing on any field that `T` does not have.
-fn strict<T: DeserializeOwned + Resource>(value: Value, what: &str) -> T {
+fn strict<T: DeserializeOwned + Resource>(value: Value, what: &str) -> Result<T, String> {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    assert_eq!(api_version, T::API_VERSION, "{what}: apiVersion");
+    if api_version != T::API_VERSION {
+        return Err(format!(
+            "{what}: apiVersion {api_version:?}, expected {:?}",
+            T::API_VERSION
+        ));
+    }
     let mut unknown = Vec::new();
     let typed = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
-        .unwrap_or_else(|e| panic!("{what}: not a valid {}: {e}", T::KIND));
-    assert!(unknown.is_empty(), "{what}: unknown fields {unknown:?}");
-    typed
+        .map_err(|e| format!("{what}: not a valid {}: {e}", T::KIND))?;
+    if unknown.is_empty() {
+        Ok(typed)
+    } else {
+        Err(format!("{what}: unknown fields {unknown:?}"))
+    }
 }
 
-fn parse_rendering(target: &str, text: &str) -> Objects {
+fn parse_rendering(target: &str, text: &str) -> Result<Objects, String> {
     let mut objects = Objects::default();
     for value in documents(text, target) {
         let kind = value
@@ -181,18 +189,18 @@ fn parse_rendering(target: &str, text: &str) -> Objects {
             .to_owned();
         let what = format!("{target}: {kind}/{name}");
         match kind.as_str() {
-            "Namespace" => objects.namespaces.push(strict(value, &what)),
-            "ServiceAccount" => objects.service_accounts.push(strict(value, &what)),
-            "Deployment" => objects.deployments.push(strict(value, &what)),
-            "Service" => objects.services.push(strict(value, &what)),
-            "ConfigMap" => objects.config_maps.push(strict(value, &what)),
-            "PodDisruptionBudget" => objects.pdbs.push(strict(value, &what)),
-            "HorizontalPodAutoscaler" => objects.hpas.push(strict(value, &what)),
-            "NetworkPolicy" => objects.network_policies.push(strict(value, &what)),
-            other => panic!("{what}: unexpected kind `{other}`"),
+            "Namespace" => objects.namespaces.push(strict(value, &what)?),
+            "ServiceAccount" => objects.service_accounts.push(strict(value, &what)?),
+            "Deployment" => objects.deployments.push(strict(value, &what)?),
+            "Service" => objects.services.push(strict(value, &what)?),
+            "ConfigMap" => objects.config_maps.push(strict(value, &what)?),
+            "PodDisruptionBudget" => objects.pdbs.push(strict(value, &what)?),
+            "HorizontalPodAutoscaler" => objects.hpas.push(strict(value, &what)?),
+            "NetworkPolicy" => objects.network_policies.push(strict(value, &what)?),
+            other => return Err(format!("{what}: unexpected kind `{other}`")),
         }
     }
-    objects
+    Ok(objects)
 }
 
 /// All renderings, made once for the whole test binary.
@@ -203,7 +211,7 @@ fn renderings() -> &'static [Rendering] {
             .into_iter()
             .map(|target| {
                 let text = kustomize(&target);
-                let objects = parse_rendering(&target, &text);
+                let objects = parse_rendering(&target, &text).unwrap_or_else(|e| panic!("{e}"));
                 Rendering { target, objects }
             })
             .collect()
@@ -355,17 +363,17 @@ fn yaml_str<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 fn strict_parsing_rejects_unknown_fields_and_wrong_api_versions() {
     let misplaced = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports:\n  - port: 1\n    appProtocl: grpc\n";
     let value = documents(misplaced, "sample").remove(0);
-    let caught = std::panic::catch_unwind(|| strict::<Service>(value, "sample"));
-    let message = *caught.unwrap_err().downcast::<String>().unwrap();
-    assert!(message.contains("appProtocl"), "{message}");
+    let message = strict::<Service>(value, "sample").unwrap_err();
+    assert!(message.contains("spec.?.ports.?.0.appProtocl"), "{message}");
 
     let wrong_version =
         "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: x}\n";
     let value = documents(wrong_version, "sample").remove(0);
-    assert!(std::panic::catch_unwind(|| strict::<PodDisruptionBudget>(value, "sample")).is_err());
+    assert!(strict::<PodDisruptionBudget>(value, "sample").is_err());
 
     let unknown_kind = "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n";
-    assert!(std::panic::catch_unwind(|| parse_rendering("sample", unknown_kind)).is_err());
+    let message = parse_rendering("sample", unknown_kind).err().unwrap();
+    assert!(message.contains("unexpected kind `Secret`"), "{message}");
 }
 
 // ---------------------------------------------------------------------------
@@ -690,6 +698,35 @@ fn server_config_listens_on_the_container_ports_of_all_interfaces() {
     }
 }
 
+/// Overlays replace config.yaml whole; outside the documented knobs they
+/// must stay the base's config, so the copies cannot drift apart.
+#[test]
+fn overlay_configs_differ_from_the_base_only_in_documented_knobs() {
+    const KNOBS: &[(&str, &str)] = &[
+        ("log", "format"),
+        ("identity", "presets"),
+        ("identity", "trusted_forwarders"),
+        ("telemetry", "otlp_endpoint"),
+    ];
+    let without_knobs = |mut config: Value| {
+        for (section, key) in KNOBS {
+            if let Some(map) = config.get_mut(*section).and_then(Value::as_mapping_mut) {
+                map.remove(*key);
+            }
+        }
+        config
+    };
+    let base = without_knobs(default_rendering().server_config());
+    for r in renderings() {
+        assert_eq!(
+            without_knobs(r.server_config()),
+            base,
+            "{}: config.yaml differs from k8s/base/config.yaml beyond {KNOBS:?}",
+            r.target
+        );
+    }
+}
+
 #[test]
 fn identity_headers_are_trusted_only_from_spiffe_forwarders() {
     for r in renderings() {
@@ -904,10 +941,16 @@ fn pods_run_locked_down_and_drain_gracefully() {
             );
         }
 
-        let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+        // The server's drain window (default 2 s), plus time for in-flight
+        // Checks, must fit in the grace period before SIGKILL.
+        let grace_ms = pod.termination_grace_period_seconds.unwrap_or(30) * 1000;
+        let drain_ms = r
+            .server_config()
+            .get("shutdown_drain_ms")
+            .map_or(2000, |v| v.as_i64().unwrap());
         assert!(
-            grace >= 15,
-            "{t}: terminationGracePeriodSeconds {grace} too short to drain"
+            grace_ms >= drain_ms + 10_000,
+            "{t}: terminationGracePeriodSeconds too short for a {drain_ms} ms drain"
         );
         assert_eq!(
             pod.automount_service_account_token,

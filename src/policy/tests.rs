@@ -1,1 +1,142 @@
+//! Loading tests: every failure names file, line and policy id, and only a
+//! complete, valid folder loads.
 
+use std::path::Path;
+
+use super::*;
+
+fn schema() -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(repo.join("policies/schema.cedarschema")).unwrap()
+}
+
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.cedarschema"), schema()).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn load(dir: &tempfile::TempDir) -> Result<PolicyStore, LoadError> {
+    PolicyStore::load(dir.path(), &[])
+}
+
+#[test]
+fn bundled_policies_load() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = PolicyStore::load(&repo.join("policies"), &[]).unwrap();
+    assert!(store.policy_count >= 10);
+    assert_eq!(store.version.len(), 12);
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let dir = folder(&[("a.cedar", "permit(principal, action, resource);\n\nnot_a_valid_permit(principal, action, resource);\n")]);
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(err.contains("a.cedar:3:"), "{err}");
+}
+
+#[test]
+fn validation_error_names_policy_id_and_line() {
+    let text = "@id(\"ok\")\npermit(principal, action, resource);\n\n@id(\"bad\")\npermit(principal, action, resource)\nwhen { principal.nope == 1 };\n";
+    let dir = folder(&[("a.cedar", text)]);
+    let err = load(&dir).unwrap_err();
+    let LoadError::Policy { id, line, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(id, "bad");
+    assert!((4..=6).contains(line), "{err}");
+}
+
+#[test]
+fn duplicate_ids_across_files_are_refused() {
+    let p = "@id(\"same\")\npermit(principal, action, resource);\n";
+    let dir = folder(&[("a.cedar", p), ("b.cedar", p)]);
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("b.cedar:1: policy `same`: duplicate id"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unnamed_policies_are_named_by_file_and_line() {
+    let dir = folder(&[("a.cedar", "// x\npermit(principal, action, resource);\n")]);
+    let store = load(&dir).unwrap();
+    assert!(store.policies.policy(&PolicyId::new("a.cedar:2")).is_some());
+}
+
+#[test]
+fn entities_file_may_not_define_request_built_types() {
+    let entities = r#"[{"uid":{"type":"User","id":"alice"},"attrs":{"source":"x","entitlements":[]},"parents":[{"type":"Group","id":"admins"}]}]"#;
+    let dir = folder(&[
+        ("a.cedar", "permit(principal, action, resource);"),
+        ("entities.json", entities),
+    ]);
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(err.contains("built from each request"), "{err}");
+}
+
+#[test]
+fn entities_file_that_is_not_an_array_is_refused() {
+    let dir = folder(&[
+        ("a.cedar", "permit(principal, action, resource);"),
+        ("entities.json", "{}"),
+    ]);
+    assert!(matches!(load(&dir), Err(LoadError::Entities { .. })));
+}
+
+#[test]
+fn missing_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "permit(principal, action, resource);",
+    )
+    .unwrap();
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(err.contains("schema.cedarschema"), "{err}");
+}
+
+#[test]
+fn deny_annotation_on_permit_or_bad_status_is_refused() {
+    let on_permit = "@http_status(\"401\")\npermit(principal, action, resource);";
+    assert!(load(&folder(&[("a.cedar", on_permit)])).is_err());
+    let bad = "@http_status(\"200\")\nforbid(principal, action, resource);";
+    assert!(load(&folder(&[("a.cedar", bad)])).is_err());
+}
+
+#[test]
+fn route_action_must_exist_in_schema() {
+    let dir = folder(&[("a.cedar", "permit(principal, action, resource);")]);
+    let route: RouteConfig = serde_yaml_ng::from_str("path: /x\naction: nope.read\n").unwrap();
+    let err = PolicyStore::load(dir.path(), &[route])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope.read"), "{err}");
+}
+
+#[test]
+fn hidden_files_and_configmap_links_are_handled() {
+    let dir = folder(&[("a.cedar", "permit(principal, action, resource);")]);
+    std::fs::create_dir(dir.path().join("..2026_data")).unwrap();
+    std::fs::write(dir.path().join(".hidden.cedar"), "garbage").unwrap();
+    assert!(load(&dir).is_ok());
+}
+
+#[test]
+fn version_changes_with_content() {
+    let a = load(&folder(&[(
+        "a.cedar",
+        "permit(principal, action, resource);",
+    )]))
+    .unwrap();
+    let b = load(&folder(&[(
+        "a.cedar",
+        "forbid(principal, action, resource);",
+    )]))
+    .unwrap();
+    assert_ne!(a.version, b.version);
+}
