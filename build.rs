@@ -53,8 +53,38 @@ fn only_own(fds: prost_types::FileDescriptorSet) -> prost_types::FileDescriptorS
     prost_types::FileDescriptorSet { file }
 }
 
-/// Finds the `proto/` folder that the resolved `envoy-types` package ships.
+/// Finds the `proto/` folder that the resolved `envoy-types` package ships:
+/// in Cargo's registry cache at the version `Cargo.lock` pins, else through
+/// `cargo metadata` (vendored or patched sources).
 fn envoy_types_proto_root() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if let Some(dir) = registry_copy() {
+        return Ok(dir);
+    }
+    metadata_copy()
+}
+
+fn registry_copy() -> Option<PathBuf> {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let lock = std::fs::read_to_string("Cargo.lock").ok()?;
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"envoy-types\""))?
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))?
+        .trim_end_matches('"')
+        .to_owned();
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let name = format!("envoy-types-{version}");
+    std::fs::read_dir(home.join("registry/src"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|index| index.path().join(&name).join("proto"))
+        .find(|dir| dir.is_dir())
+}
+
+fn metadata_copy() -> Result<PathBuf, Box<dyn std::error::Error>> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])

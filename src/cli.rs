@@ -45,6 +45,11 @@ pub enum Command {
         #[arg(default_value = "-")]
         request: PathBuf,
     },
+    /// Run the YAML policy test cases in a folder; exit non-zero on failure.
+    Test {
+        #[arg(default_value = "policies/tests")]
+        dir: PathBuf,
+    },
 }
 
 /// Loads the config and policy set, reporting the first error.
@@ -98,4 +103,19 @@ pub fn parse_check_request(json: &str) -> anyhow::Result<CheckRequest> {
     let message = DynamicMessage::deserialize(descriptor, &mut deserializer)?;
     deserializer.end()?;
     Ok(CheckRequest::decode(message.encode_to_vec().as_slice())?)
+}
+
+/// `test`: runs policy cases and prints a report; fails if any case fails.
+pub fn test(config: &Path, dir: &Path) -> anyhow::Result<()> {
+    let (config, store) = load(config)?;
+    let summary = crate::policy_tests::run(dir, &config, &store)?;
+    print!("{}", summary.report);
+    if summary.failed > 0 || summary.passed == 0 {
+        anyhow::bail!(
+            "{} of {} policy cases failed",
+            summary.failed,
+            summary.passed + summary.failed
+        );
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@
 //!   shutdown, and the admin HTTP listener.
 //! - [`telemetry`], [`otel`], [`metrics`], [`explain`]: the decision log,
 //!   traces, metrics and explanations.
+//! - [`policy_tests`]: YAML policy test cases, run through [`authorize`].
 //! - [`cli`]: the command line.
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod otel;
 pub mod policy;
+pub mod policy_tests;
 pub mod reload;
 pub mod request;
 pub mod response;

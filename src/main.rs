@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(&cli.config),
         Command::Validate => cli::validate(&cli.config),
         Command::Check { request } => cli::check(&cli.config, &request),
+        Command::Test { dir } => cli::test(&cli.config, &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,11 +33,25 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             return Err(error.into());
         }
     };
-    let _guard = cedar_ext_authz::telemetry::init(&config.log);
     let runtime = tokio::runtime::Runtime::new()?;
+    // The OTLP gRPC exporter is built on the runtime, which outlives it.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        cedar_ext_authz::telemetry::init_with_export(&config.log, &config.telemetry)
+    };
+    let mut guard = match telemetry {
+        Ok(guard) => guard,
+        Err(error) => {
+            let _guard = cedar_ext_authz::telemetry::init(&config.log);
+            tracing::error!(error = %format!("{error:#}"), "cannot start");
+            return Err(error);
+        }
+    };
     let result = runtime.block_on(cedar_ext_authz::serve::run(config));
     if let Err(error) = &result {
         tracing::error!(error = %format!("{error:#}"), "cannot serve");
     }
+    // After SIGTERM: export the last spans while the runtime still runs.
+    guard.shutdown();
     result
 }

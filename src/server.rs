@@ -113,11 +113,15 @@ impl Authorization for CheckService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        // The caller's trace: gRPC metadata first, then the checked request.
+        let parent = crate::otel::extract_parent(request.metadata(), request.get_ref());
         let span = telemetry::check_span();
+        let _parent = crate::otel::adopt(&span, parent.as_ref());
         let _entered = span.enter();
         let outcome = self.shared.evaluate(request.get_ref());
         let dry_run = self.shared.dry_run(&outcome);
         let response = response::build(&outcome, &self.shared.config.response, !dry_run);
+        crate::otel::record_outcome(&span, &outcome, dry_run);
         telemetry::record_decision(&outcome, dry_run);
         crate::metrics::decision(&outcome);
         Ok(Response::new(response))

@@ -10,22 +10,72 @@
 use std::io::IsTerminal;
 
 use tracing::Span;
-use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+use tracing_subscriber::{
+    fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer as _,
+};
 
 use crate::authorize::Outcome;
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
 use crate::identity::Principal;
 
 /// Target of decision events, so they can be filtered or routed apart.
 pub const DECISION_TARGET: &str = "cedar_ext_authz::decision";
 
-/// Keeps the log writer flushing until dropped at shutdown.
+/// Keeps the log writer flushing and the OpenTelemetry pipelines running
+/// until dropped at shutdown, which exports the last spans first.
 pub struct TelemetryGuard {
+    // Dropped first: the spans are flushed while the log still writes.
+    otel: crate::otel::OtelGuard,
     _log: tracing_appender::non_blocking::WorkerGuard,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the configured level.
+impl TelemetryGuard {
+    /// Exports the queued spans and metrics now; dropping does it too.
+    pub fn shutdown(&mut self) {
+        self.otel.shutdown();
+    }
+}
+
+/// Installs the global subscriber, logs only. `RUST_LOG` overrides the
+/// configured level.
 pub fn init(config: &LogConfig) -> TelemetryGuard {
+    install(config, crate::otel::OtelGuard::default())
+}
+
+/// Installs the global subscriber with OpenTelemetry export as planned
+/// from `telemetry` and the `OTEL_*` variables. Must run inside a Tokio
+/// runtime that outlives the guard. Fails, with nothing installed, when an
+/// exporter cannot be built.
+pub fn init_with_export(
+    config: &LogConfig,
+    telemetry: &TelemetryConfig,
+) -> anyhow::Result<TelemetryGuard> {
+    let plan = crate::otel::ExportPlan::from_env(telemetry);
+    let otel = crate::otel::OtelGuard::install(&plan)?;
+    let guard = install(config, otel);
+    for warning in &plan.warnings {
+        tracing::warn!(warning = %warning, "telemetry setting ignored");
+    }
+    tracing::info!(
+        traces = plan.traces.as_ref().map(|t| describe(t)),
+        metrics = plan.metrics.as_ref().map(|t| describe(t)),
+        "opentelemetry export"
+    );
+    Ok(guard)
+}
+
+fn describe(target: &crate::otel::Target) -> String {
+    let protocol = match target.protocol {
+        OtlpProtocol::Grpc => "grpc",
+        OtlpProtocol::HttpProtobuf => "http/protobuf",
+    };
+    match &target.endpoint {
+        Some(url) => format!("{protocol} {url}"),
+        None => format!("{protocol} (endpoint from OTEL_EXPORTER_OTLP_*)"),
+    }
+}
+
+fn install(config: &LogConfig, otel: crate::otel::OtelGuard) -> TelemetryGuard {
     let default = config.level.clone().unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Not lossy: under back-pressure a decision waits rather than vanishing
@@ -33,7 +83,9 @@ pub fn init(config: &LogConfig) -> TelemetryGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
-    let registry = tracing_subscriber::registry().with(filter);
+    // The level filters the log only; spans reach the OpenTelemetry layer
+    // whatever `RUST_LOG` says.
+    let registry = tracing_subscriber::registry().with(otel.layer());
     match config.format {
         LogFormat::Json => {
             let layer = fmt::layer()
@@ -41,17 +93,20 @@ pub fn init(config: &LogConfig) -> TelemetryGuard {
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(false)
-                .with_writer(writer);
+                .with_writer(writer)
+                .with_filter(filter);
             let _ = registry.with(layer).try_init();
         }
         LogFormat::Human => {
             let ansi = std::io::stdout().is_terminal();
-            let _ = registry
-                .with(fmt::layer().with_ansi(ansi).with_writer(writer))
-                .try_init();
+            let layer = fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(writer)
+                .with_filter(filter);
+            let _ = registry.with(layer).try_init();
         }
     }
-    TelemetryGuard { _log: guard }
+    TelemetryGuard { otel, _log: guard }
 }
 
 /// The span of one Check.
@@ -83,6 +138,7 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
         Some(Principal::User(u)) => u.groups.join(","),
         _ => String::new(),
     };
+    let (trace_id, span_id) = crate::otel::ids();
     macro_rules! event {
         ($msg:literal) => {
             tracing::info!(
@@ -114,8 +170,8 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
                 http.id = http.map(|h| h.id.as_str()),
                 eval.micros = outcome.micros,
                 policy_set.version = %outcome.version,
-                trace_id = crate::otel::trace_id().as_deref(),
-                span_id = crate::otel::span_id().as_deref(),
+                trace_id = trace_id.as_deref(),
+                span_id = span_id.as_deref(),
                 $msg
             )
         };
