@@ -67,6 +67,7 @@ pub struct Config {
     /// SIGTERM, so proxies stop sending new Checks first.
     pub shutdown_drain_ms: u64,
     pub log: LogConfig,
+    pub reload: ReloadConfig,
     pub identity: IdentityConfig,
     pub request: RequestConfig,
     pub decision: DecisionConfig,
@@ -83,6 +84,7 @@ impl Default for Config {
             shadow_policy_dir: None,
             shutdown_drain_ms: DEFAULT_DRAIN_MS,
             log: LogConfig::default(),
+            reload: ReloadConfig::default(),
             identity: IdentityConfig::default(),
             request: RequestConfig::default(),
             decision: DecisionConfig::default(),
@@ -114,6 +116,26 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines for a terminal.
     Human,
+}
+
+/// When the policy folder is read again. SIGHUP always reloads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// React to file events in the folder and its parent.
+    pub watch: bool,
+    /// Compare the folder's content hash this often; 0 turns polling off.
+    /// A safety net for filesystems whose events are unreliable.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval_ms: 5000,
+        }
+    }
 }
 
 /// Which identity headers are read and when they are believed.

@@ -12,7 +12,8 @@
 //!   Cedar, built with the typed API.
 //! - [`policy`]: the validated policy set; [`reload`] swaps it while serving.
 //! - [`decision`]: Cedar's answer made fail-closed, with an HTTP status.
-//! - [`authorize`]: the one function from CheckRequest to outcome.
+//! - [`authorize`]: the one function from CheckRequest to outcome;
+//!   [`shadow`] runs it again with a shadow policy set, never enforced.
 //! - [`response`]: the CheckResponse Envoy receives.
 //! - [`server`], [`serve`], [`admin`]: the gRPC services, start-up and
 //!   shutdown, and the admin HTTP listener.
@@ -38,4 +39,5 @@ pub mod request;
 pub mod response;
 pub mod serve;
 pub mod server;
+pub mod shadow;
 pub mod telemetry;

@@ -50,6 +50,7 @@ struct Metrics {
     loads: Family<ResultLabels, Counter>,
     info: Family<InfoLabels, Gauge>,
     policies: Gauge,
+    shadow: Family<ResultLabels, Counter>,
     /// The version in `info`, for the OTLP mirror.
     version: Mutex<String>,
 }
@@ -118,6 +119,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Policies and templates in the serving set",
         policies.clone(),
     );
+    let shadow = Family::<ResultLabels, Counter>::default();
+    registry.register(
+        "shadow_comparisons",
+        "Shadow policy decisions by agreement with the enforced one",
+        shadow.clone(),
+    );
     Metrics {
         registry,
         decisions,
@@ -127,6 +134,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         loads,
         info,
         policies,
+        shadow,
         version: Mutex::new(String::new()),
     }
 });
@@ -259,4 +267,10 @@ pub fn render() -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &METRICS.registry);
     text
+}
+
+/// Counts one shadow comparison.
+pub fn shadow_compared(agree: bool) {
+    let result = if agree { "agree" } else { "disagree" };
+    METRICS.shadow.get_or_create(&ResultLabels { result }).inc();
 }

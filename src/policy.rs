@@ -95,6 +95,12 @@ impl PolicyStore {
         })
     }
 
+    /// The version a folder would load as, without parsing it: a cheap
+    /// check for whether a reload is needed.
+    pub fn version_of(dir: &Path) -> Result<String, LoadError> {
+        Ok(PolicyDir::read(dir)?.version())
+    }
+
     /// `file:line` of a policy, for logs.
     pub fn origin(&self, id: &PolicyId) -> Option<String> {
         let (path, line) = self.origins.get(id)?;

@@ -7,7 +7,10 @@
 //! logged with file, line and policy id, counted, and reported by the
 //! Status RPC and `/readyz`, while the last good set keeps serving.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -19,18 +22,21 @@ use crate::server::{pb::StatusResponse, Shared};
 /// Quiet time after a file event before reloading: a `kubectl apply` or an
 /// editor save arrives as a burst of events.
 const DEBOUNCE: Duration = Duration::from_millis(250);
-/// Content check interval, for filesystems whose events are unreliable.
-const POLL: Duration = Duration::from_secs(5);
 
 /// What the last reloads did, for Status and readiness.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
     inner: Mutex<Counts>,
+    /// Last shadow load error, so a broken shadow folder is logged once.
+    shadow_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct Counts {
     last_error: Option<String>,
+    /// Content hash of the files that failed, so an unchanged broken
+    /// folder is not parsed again on every poll.
+    rejected: Option<String>,
     ok: u64,
     failed: u64,
 }
@@ -40,17 +46,37 @@ impl ReloadStatus {
         if let Ok(mut c) = self.inner.lock() {
             c.ok += 1;
             c.last_error = None;
+            c.rejected = None;
         }
     }
 
-    fn failed(&self, error: &LoadError) -> bool {
-        let Ok(mut c) = self.inner.lock() else {
+    fn failed(&self, error: &LoadError, version: Option<String>) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.failed += 1;
+            c.last_error = Some(error.to_string());
+            c.rejected = version;
+        }
+    }
+
+    fn clear_error(&self) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.last_error = None;
+            c.rejected = None;
+        }
+    }
+
+    fn rejected(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|c| c.rejected.clone())
+    }
+
+    /// Records a shadow load error; true when it is new.
+    fn shadow_failed(&self, error: &LoadError) -> bool {
+        let Ok(mut last) = self.shadow_error.lock() else {
             return true;
         };
-        c.failed += 1;
         let text = error.to_string();
-        let new = c.last_error.as_deref() != Some(text.as_str());
-        c.last_error = Some(text);
+        let new = last.as_deref() != Some(text.as_str());
+        *last = Some(text);
         new
     }
 
@@ -73,25 +99,23 @@ impl ReloadStatus {
     }
 }
 
-/// Loads the policy folder again and swaps it in if it is valid and
-/// different. Returns whether the serving set changed.
+/// Loads the policy folder (and the shadow folder) again and swaps in
+/// what is valid and different. Returns whether the serving set changed.
 pub async fn reload(shared: &Arc<Shared>) -> bool {
-    let dir = shared.config.policy_dir.clone();
-    let routes = shared.config.request.routes.clone();
-    let loaded = tokio::task::spawn_blocking(move || PolicyStore::load(&dir, &routes)).await;
-    let result = match loaded {
-        Ok(result) => result,
-        Err(join) => Err(LoadError::Io {
-            path: shared.config.policy_dir.clone(),
-            reason: format!("loader stopped: {join}"),
-        }),
-    };
-    match result {
-        Ok(store) if store.version == shared.store.load().version => {
-            shared.status.succeeded();
+    if let (Some(dir), Some(shadow)) = (&shared.config.shadow_policy_dir, &shared.shadow) {
+        reload_shadow(shared, dir, shadow).await;
+    }
+    let serving = shared.store.load().version.clone();
+    let skip = [Some(serving.clone()), shared.status.rejected()];
+    match load_if_changed(shared, &shared.config.policy_dir, skip).await {
+        Loaded::Unchanged(version) => {
+            if version == serving {
+                // The files are back to what serves: nothing is broken.
+                shared.status.clear_error();
+            }
             false
         }
-        Ok(store) => {
+        Loaded::New(store) => {
             let (version, count) = (store.version.clone(), store.policy_count);
             shared.store.store(Arc::new(store));
             shared.status.succeeded();
@@ -99,39 +123,106 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
             tracing::info!(policy_set.version = %version, policy.count = count, "policies reloaded");
             true
         }
-        Err(error) => {
+        Loaded::Failed(version, error) => {
             crate::metrics::policy_load_failed();
-            if shared.status.failed(&error) {
-                tracing::error!(error = %error, "policy reload failed; the previous set keeps serving");
-            }
+            shared.status.failed(&error, version);
+            tracing::error!(error = %error, "policy reload failed; the previous set keeps serving");
             false
         }
     }
 }
 
+async fn reload_shadow(shared: &Arc<Shared>, dir: &Path, shadow: &ArcSwap<PolicyStore>) {
+    let skip = [Some(shadow.load().version.clone()), None];
+    match load_if_changed(shared, dir, skip).await {
+        Loaded::New(store) => {
+            tracing::info!(policy_set.version = %store.version, "shadow policies reloaded");
+            shadow.store(Arc::new(store));
+        }
+        Loaded::Unchanged(_) => {}
+        Loaded::Failed(_, error) => {
+            if shared.status.shadow_failed(&error) {
+                tracing::warn!(error = %error, "shadow policy reload failed; the previous shadow set stays");
+            }
+        }
+    }
+}
+
+/// What a reload attempt found.
+enum Loaded {
+    /// The folder's content, by version, is one of the versions to skip.
+    Unchanged(String),
+    New(PolicyStore),
+    /// The folder's content (by version, when readable) failed to load.
+    Failed(Option<String>, LoadError),
+}
+
+/// Loads a folder on a blocking thread unless its content hash is one of
+/// `skip` (the serving version, or a version that already failed).
+async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>; 2]) -> Loaded {
+    let owned = dir.to_owned();
+    let routes = shared.config.request.routes.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let version = match PolicyStore::version_of(&owned) {
+            Ok(version) => version,
+            Err(error) => return Loaded::Failed(None, error),
+        };
+        if skip.iter().flatten().any(|v| *v == version) {
+            return Loaded::Unchanged(version);
+        }
+        match PolicyStore::load(&owned, &routes) {
+            Ok(store) => Loaded::New(store),
+            Err(error) => Loaded::Failed(Some(version), error),
+        }
+    });
+    task.await.unwrap_or_else(|join| {
+        let reason = format!("loader stopped: {join}");
+        Loaded::Failed(
+            None,
+            LoadError::Io {
+                path: dir.to_owned(),
+                reason,
+            },
+        )
+    })
+}
+
 /// Watches the policy folder (and its parent, which sees a swapped
 /// symlink), listens for SIGHUP and polls; runs until the process ends.
 /// The returned watcher must be kept alive for as long as reloads should run.
-pub fn spawn(shared: Arc<Shared>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn spawn(shared: Arc<Shared>) -> notify::Result<Option<notify::RecommendedWatcher>> {
     let (tx, rx) = mpsc::channel::<()>(16);
+    let watcher = if shared.config.reload.watch {
+        Some(watch(&shared, tx)?)
+    } else {
+        None
+    };
+    tokio::spawn(run(shared, rx));
+    Ok(watcher)
+}
+
+fn watch(shared: &Shared, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |_event| {
         // A full channel already holds a pending reload.
         let _ = tx.try_send(());
     })?;
-    let dir = shared.config.policy_dir.clone();
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        // Best effort: the parent may not be readable in a locked-down pod.
-        let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+    let dirs = std::iter::once(&shared.config.policy_dir).chain(&shared.config.shadow_policy_dir);
+    for dir in dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Best effort: the parent may not be readable in a locked-down pod.
+            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+        }
     }
-    tokio::spawn(run(shared, rx));
     Ok(watcher)
 }
 
 async fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<()>) {
     let mut hup = hangup_stream();
-    let mut poll = tokio::time::interval(POLL);
+    let poll_ms = shared.config.reload.poll_interval_ms;
+    let mut poll = tokio::time::interval(Duration::from_millis(poll_ms.max(1)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await;
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
@@ -141,7 +232,7 @@ async fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<()>) {
             Some(()) = recv_hup(&mut hup) => {
                 tracing::info!("SIGHUP: reloading policies");
             }
-            _ = poll.tick() => {}
+            _ = poll.tick(), if poll_ms > 0 => {}
         }
         reload(&shared).await;
     }

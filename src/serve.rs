@@ -34,7 +34,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "policies loaded"
     );
     let drain = Duration::from_millis(config.shutdown_drain_ms);
-    let shared = Shared::new(config, store);
+    let shadow = match &config.shadow_policy_dir {
+        Some(dir) => Some(PolicyStore::load(dir, &config.request.routes)?),
+        None => None,
+    };
+    let shared = Shared::with_shadow(config, store, shadow);
     let _watcher = crate::reload::spawn(shared.clone())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -40,15 +40,28 @@ pub struct Shared {
     /// The serving policy set, swapped whole on reload.
     pub store: ArcSwap<PolicyStore>,
     pub status: crate::reload::ReloadStatus,
+    /// The shadow policy set, evaluated beside the serving one and never
+    /// enforced; `None` when no shadow folder is configured.
+    pub shadow: Option<ArcSwap<PolicyStore>>,
     /// Set when shutdown starts: health reports NOT_SERVING.
     draining: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     pub fn new(config: Config, store: PolicyStore) -> Arc<Self> {
+        Self::with_shadow(config, store, None)
+    }
+
+    /// As `new`, with a shadow policy set.
+    pub fn with_shadow(
+        config: Config,
+        store: PolicyStore,
+        shadow: Option<PolicyStore>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config: Arc::new(config),
             store: ArcSwap::from_pointee(store),
+            shadow: shadow.map(ArcSwap::from_pointee),
             status: crate::reload::ReloadStatus::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
         })
@@ -124,6 +137,7 @@ impl Authorization for CheckService {
         crate::otel::record_outcome(&span, &outcome, dry_run);
         telemetry::record_decision(&outcome, dry_run);
         crate::metrics::decision(&outcome);
+        crate::shadow::compare(&self.shared, request.get_ref(), &outcome);
         Ok(Response::new(response))
     }
 }

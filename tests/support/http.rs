@@ -84,18 +84,29 @@ impl HttpRequest {
 
     /// Sends over TLS to 127.0.0.1:`port`, trusting `ca_der` for the
     /// server (named `localhost`) and presenting `client` as the client
-    /// certificate.
+    /// certificate; panics on any failure.
     pub fn send_tls(&self, port: u16, ca_der: &[u8], client: &ClientIdentity) -> HttpResponse {
+        self.try_send_tls(port, ca_der, Some(client))
+            .unwrap_or_else(|e| panic!("{} {} over TLS: {e}", self.method, self.target))
+    }
+
+    /// Sends over TLS, with a client certificate or none; a refused
+    /// handshake is an `Err`.
+    pub fn try_send_tls(
+        &self,
+        port: u16,
+        ca_der: &[u8],
+        client: Option<&ClientIdentity>,
+    ) -> Result<HttpResponse, String> {
         let config = tls_config(ca_der, client);
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
         let mut tls = rustls::StreamOwned::new(conn, connect(port));
         tls.write_all(&self.to_bytes())
-            .expect("write request over TLS");
-        tls.flush().expect("flush TLS");
-        let raw = read_to_end(&mut tls).unwrap_or_else(|e| panic!("{e}"));
+            .map_err(|e| format!("writing over TLS: {e}"))?;
+        tls.flush().map_err(|e| format!("flushing TLS: {e}"))?;
+        let raw = read_to_end(&mut tls)?;
         HttpResponse::parse(&raw)
-            .unwrap_or_else(|e| panic!("bad response to {} {}: {e}", self.method, self.target))
     }
 }
 
@@ -129,22 +140,26 @@ fn read_to_end(stream: &mut impl Read) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
-fn tls_config(ca_der: &[u8], client: &ClientIdentity) -> rustls::ClientConfig {
+fn tls_config(ca_der: &[u8], client: Option<&ClientIdentity>) -> rustls::ClientConfig {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca_der.to_vec()))
         .expect("CA certificate");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![CertificateDer::from(client.cert_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key_der.clone())),
-        )
-        .expect("client certificate")
+        .with_root_certificates(roots);
+    match client {
+        Some(client) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(client.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key_der.clone())),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    }
 }
 
 /// A parsed response.

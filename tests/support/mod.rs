@@ -9,6 +9,7 @@
 //! Use it from a test crate with `mod support;`.
 #![allow(
     dead_code,
+    unused_imports,
     reason = "each test crate uses a different part of the harness"
 )]
 #![allow(
@@ -333,6 +334,7 @@ impl Server {
     /// Waits until gRPC health reports SERVING for the whole server.
     fn wait_healthy(&self) {
         use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+        const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -351,7 +353,7 @@ impl Server {
                             service: String::new(),
                         })
                         .await;
-                    if reply.is_ok_and(|r| r.into_inner().status == 1) {
+                    if reply.is_ok_and(|r| r.into_inner().status == SERVING) {
                         return true;
                     }
                 }
