@@ -60,8 +60,7 @@ pub fn map(
     let (principal_entity, principal_parents) = principal_entity(&identity.principal)?;
     let principal = principal_entity.uid();
     let resource_entity = resource_entity(&resource, facts)?;
-    let context = context::build(facts, identity, config)
-        .map_err(|e| MappingError::Context(e.to_string()))?;
+    let context = context::build(facts, identity, config)?;
 
     let mut wanted: Vec<EntityUid> = principal_parents;
     wanted.push(action.clone());

@@ -117,7 +117,7 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
         }
         Loaded::New(store) => {
             let (version, count) = (store.version.clone(), store.policy_count);
-            shared.store.store(Arc::new(store));
+            shared.store.store(Arc::from(store));
             shared.status.succeeded();
             crate::metrics::policy_loaded(&version, count, true);
             tracing::info!(policy_set.version = %version, policy.count = count, "policies reloaded");
@@ -137,7 +137,7 @@ async fn reload_shadow(shared: &Arc<Shared>, dir: &Path, shadow: &ArcSwap<Policy
     match load_if_changed(shared, dir, skip).await {
         Loaded::New(store) => {
             tracing::info!(policy_set.version = %store.version, "shadow policies reloaded");
-            shadow.store(Arc::new(store));
+            shadow.store(Arc::from(store));
         }
         Loaded::Unchanged(_) => {}
         Loaded::Failed(_, error) => {
@@ -152,7 +152,7 @@ async fn reload_shadow(shared: &Arc<Shared>, dir: &Path, shadow: &ArcSwap<Policy
 enum Loaded {
     /// The folder's content, by version, is one of the versions to skip.
     Unchanged(String),
-    New(PolicyStore),
+    New(Box<PolicyStore>),
     /// The folder's content (by version, when readable) failed to load.
     Failed(Option<String>, LoadError),
 }
@@ -171,7 +171,7 @@ async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>
             return Loaded::Unchanged(version);
         }
         match PolicyStore::load(&owned, &routes) {
-            Ok(store) => Loaded::New(store),
+            Ok(store) => Loaded::New(Box::new(store)),
             Err(error) => Loaded::Failed(Some(version), error),
         }
     });

@@ -14,7 +14,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::rpc;
 
 use crate::authorize::Outcome;
-use crate::config::ResponseConfig;
+use crate::config::{Config, ResponseConfig};
 use crate::identity::Principal;
 use crate::request::Kind;
 
@@ -23,16 +23,20 @@ const OK: i32 = 0;
 const PERMISSION_DENIED: i32 = 7;
 const UNAUTHENTICATED: i32 = 16;
 
-/// Builds the CheckResponse for an outcome. `enforce` is false in dry-run,
-/// where a deny is logged but the request is allowed.
-pub fn build(outcome: &Outcome, config: &ResponseConfig, enforce: bool) -> CheckResponse {
+/// Response header that carries the would-be decision in dry-run.
+pub const DRY_RUN_HEADER: &str = "x-cedar-dry-run";
+
+/// Builds the CheckResponse for an outcome. In dry-run a deny is logged
+/// but the request is allowed, optionally telling the client what would
+/// have happened in [`DRY_RUN_HEADER`].
+pub fn build(outcome: &Outcome, config: &Config, dry_run: bool) -> CheckResponse {
     let decision = &outcome.decision;
     let network = outcome
         .facts
         .as_ref()
         .is_some_and(|f| f.kind == Kind::Network);
-    if decision.is_allow() || !enforce {
-        let http = (!network).then(|| HttpResponse::OkResponse(ok_response(outcome, config)));
+    if decision.is_allow() || dry_run {
+        let http = (!network).then(|| HttpResponse::OkResponse(allow(outcome, config, dry_run)));
         return response(OK, String::new(), http);
     }
     let code = if decision.http_status == 401 {
@@ -59,6 +63,20 @@ fn response(code: i32, message: String, http: Option<HttpResponse>) -> CheckResp
         http_response: http,
         ..Default::default()
     }
+}
+
+fn allow(outcome: &Outcome, config: &Config, dry_run: bool) -> OkHttpResponse {
+    let mut ok = ok_response(outcome, &config.response);
+    if dry_run && config.decision.dry_run_header {
+        let decision = &outcome.decision;
+        let verdict = match decision.deny {
+            None => "allow".to_owned(),
+            Some(_) => format!("deny {}", decision.http_status),
+        };
+        ok.response_headers_to_add
+            .push(overwrite(DRY_RUN_HEADER, &verdict));
+    }
+    ok
 }
 
 fn ok_response(outcome: &Outcome, config: &ResponseConfig) -> OkHttpResponse {

@@ -133,7 +133,7 @@ impl Authorization for CheckService {
         let _entered = span.enter();
         let outcome = self.shared.evaluate(request.get_ref());
         let dry_run = self.shared.dry_run(&outcome);
-        let response = response::build(&outcome, &self.shared.config.response, !dry_run);
+        let response = response::build(&outcome, &self.shared.config, dry_run);
         crate::otel::record_outcome(&span, &outcome, dry_run);
         telemetry::record_decision(&outcome, dry_run);
         crate::metrics::decision(&outcome);

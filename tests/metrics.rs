@@ -74,9 +74,9 @@ fn counters_move_by_exactly_the_checks_sent() {
     let server = Authz::start_in(policies.path(), "", &[]);
     let before = scrape(&server);
 
-    let mix = mix();
-    let want: Vec<i32> = mix.iter().map(|(_, status)| *status).collect();
-    let requests = mix.into_iter().map(|(r, _)| (r, Vec::new())).collect();
+    let checks = mix();
+    let want: Vec<i32> = checks.iter().map(|(_, status)| *status).collect();
+    let requests = checks.into_iter().map(|(r, _)| (r, Vec::new())).collect();
     let got: Vec<i32> = send_checks(server.grpc_addr(), requests)
         .iter()
         .map(http_status)

@@ -7,9 +7,9 @@
 
 use std::time::SystemTime;
 
-use cedar_policy::{Context, ContextCreationError, RestrictedExpression};
+use cedar_policy::{Context, RestrictedExpression};
 
-use super::string;
+use super::{string, MappingError};
 use crate::config::RequestConfig;
 use crate::identity::{Identity, Workload};
 use crate::request::{HttpFacts, Kind, RequestFacts};
@@ -21,7 +21,7 @@ pub fn build(
     facts: &RequestFacts,
     identity: &Identity,
     config: &RequestConfig,
-) -> Result<Context, ContextCreationError> {
+) -> Result<Context, MappingError> {
     let mut pairs: Pairs = Vec::new();
     let kind = match facts.kind {
         Kind::Http => "http",
@@ -53,7 +53,7 @@ pub fn build(
         "identity_trusted",
         RestrictedExpression::new_bool(identity.trusted),
     );
-    Context::from_pairs(pairs)
+    Context::from_pairs(pairs).map_err(|e| MappingError::Context(e.to_string()))
 }
 
 fn push(pairs: &mut Pairs, key: &str, value: RestrictedExpression) {
@@ -62,8 +62,8 @@ fn push(pairs: &mut Pairs, key: &str, value: RestrictedExpression) {
 
 fn record(
     items: impl Iterator<Item = (String, RestrictedExpression)>,
-) -> Result<RestrictedExpression, ContextCreationError> {
-    RestrictedExpression::new_record(items).map_err(ContextCreationError::from)
+) -> Result<RestrictedExpression, MappingError> {
+    RestrictedExpression::new_record(items).map_err(|e| MappingError::Context(e.to_string()))
 }
 
 fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
@@ -102,7 +102,7 @@ fn peer_pairs(
     pairs: &mut Pairs,
     facts: &RequestFacts,
     peer: Option<&Workload>,
-) -> Result<(), ContextCreationError> {
+) -> Result<(), MappingError> {
     if let Some(address) = facts.source_address {
         push(
             pairs,

@@ -26,7 +26,8 @@ pub fn repo() -> PathBuf {
 
 /// A policy folder and a service deciding with it.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    /// Kept so the policy folder outlives the service.
+    _dir: tempfile::TempDir,
     pub service: CheckService,
     pub shared: Arc<Shared>,
 }
