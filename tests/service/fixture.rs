@@ -51,7 +51,7 @@ impl Fixture {
         let shared = Shared::new(config, store);
         let service = CheckService::new(shared.clone());
         Self {
-            dir,
+            _dir: dir,
             service,
             shared,
         }
