@@ -38,7 +38,13 @@ pub enum Command {
     /// Serve Envoy's Authorization API (the default).
     Serve,
     /// Check the config, schema, policies and entities; exit non-zero on error.
-    Validate,
+    Validate {
+        /// Also require every policy file to be in Cedar's formatted layout.
+        #[arg(long)]
+        format: bool,
+    },
+    /// Rewrite the policy files in Cedar's formatted layout.
+    Format,
     /// Decide one CheckRequest given as JSON (a file, or `-` for stdin) and
     /// print the mapped Cedar request and the decision.
     Check {
@@ -60,8 +66,22 @@ pub fn load(config: &Path) -> anyhow::Result<(Config, PolicyStore)> {
 }
 
 /// `validate`: prints a one-line summary.
-pub fn validate(config: &Path) -> anyhow::Result<()> {
+pub fn validate(config: &Path, format: bool) -> anyhow::Result<()> {
     let (_, store) = load(config)?;
+    if format {
+        let differ = crate::policy::format::unformatted(&store.dir)?;
+        for (path, _) in &differ {
+            eprintln!(
+                "{}: not formatted (run `cedar-ext-authz format`)",
+                path.display()
+            );
+        }
+        anyhow::ensure!(
+            differ.is_empty(),
+            "{} policy files are not formatted",
+            differ.len()
+        );
+    }
     println!(
         "ok: {} policies, policy set {} ({})",
         store.policy_count,
@@ -116,6 +136,16 @@ pub fn test(config: &Path, dir: &Path) -> anyhow::Result<()> {
             summary.failed,
             summary.passed + summary.failed
         );
+    }
+    Ok(())
+}
+
+/// `format`: rewrites unformatted policy files.
+pub fn format(config: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    for (path, pretty) in crate::policy::format::unformatted(&config.policy_dir)? {
+        std::fs::write(&path, pretty)?;
+        println!("formatted {}", path.display());
     }
     Ok(())
 }

@@ -10,7 +10,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
-        Command::Validate => cli::validate(&cli.config),
+        Command::Validate { format } => cli::validate(&cli.config, format),
+        Command::Format => cli::format(&cli.config),
         Command::Check { request } => cli::check(&cli.config, &request),
         Command::Test { dir } => cli::test(&cli.config, &dir),
     };

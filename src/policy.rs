@@ -9,6 +9,8 @@
 
 mod annotations;
 mod files;
+pub mod format;
+mod links;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    Entities, Policy, PolicyId, PolicySet, Schema, Template, ValidationMode, Validator,
+    Entities, Policy, PolicyId, PolicySet, Schema, Template, ValidationMode, ValidationWarning,
+    Validator,
 };
 
 pub use annotations::DenyAnnotation;
@@ -77,7 +80,10 @@ impl PolicyStore {
     pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
-        let (policies, origins) = parse_policies(&files)?;
+        let (mut policies, mut origins) = parse_policies(&files)?;
+        if let Some((path, text)) = files.links() {
+            links::apply(&mut policies, &mut origins, path, text)?;
+        }
         validate(&policies, &schema, &origins, &files)?;
         let deny_annotations = annotations::read(&policies, &origins)?;
         check_routes(routes, &schema)?;
@@ -192,7 +198,10 @@ fn add(
 }
 
 /// Strict validation against the schema; the first error is reported with
-/// the line it points at.
+/// the line it points at. Warnings that mean a policy is wrong are refused
+/// too: a policy that can never apply, an action applied where the schema
+/// says it cannot be, and bidirectional control characters (which make
+/// reviewed text read differently from what Cedar parses).
 fn validate(
     policies: &PolicySet,
     schema: &Schema,
@@ -200,10 +209,19 @@ fn validate(
     files: &PolicyDir,
 ) -> Result<(), LoadError> {
     let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
-    let Some(error) = result.validation_errors().next() else {
+    let error = result
+        .validation_errors()
+        .map(|e| (e.policy_id(), e as &(dyn miette::Diagnostic + 'static)))
+        .chain(
+            result
+                .validation_warnings()
+                .filter(|w| is_refused(w))
+                .map(|w| (w.policy_id(), w as &(dyn miette::Diagnostic + 'static))),
+        )
+        .next();
+    let Some((id, error)) = error else {
         return Ok(());
     };
-    let id = error.policy_id();
     let (path, start) = origins.get(id).cloned().unwrap_or_default();
     let line = files
         .text(&path)
@@ -215,6 +233,16 @@ fn validate(
         id: id.to_string(),
         reason: files::flatten(error),
     })
+}
+
+fn is_refused(warning: &ValidationWarning) -> bool {
+    matches!(
+        warning,
+        ValidationWarning::ImpossiblePolicy(_)
+            | ValidationWarning::InvalidActionApplication(_)
+            | ValidationWarning::BidiCharsInString(_)
+            | ValidationWarning::BidiCharsInIdentifier(_)
+    )
 }
 
 fn check_routes(routes: &[RouteConfig], schema: &Schema) -> Result<(), LoadError> {

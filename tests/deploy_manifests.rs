@@ -1037,7 +1037,11 @@ fn policies_config_map_holds_exactly_the_policy_files() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.ends_with(".cedar") || name.ends_with(".cedarschema") || name == "entities.json" {
+        if name.ends_with(".cedar")
+            || name.ends_with(".cedarschema")
+            || name == "entities.json"
+            || name == "links.yaml"
+        {
             files.insert(name, std::fs::read_to_string(&path).unwrap());
         }
     }

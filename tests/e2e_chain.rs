@@ -113,7 +113,11 @@ fn forged_identity_without_session_is_stopped_at_authelia() {
         assert_eq!(response.status, 401, "{path}: {}", response.text());
         assert_eq!(response.text(), "401 Unauthorized", "Authelia's own answer");
     }
-    assert_eq!(c.upstream.requests().len(), before, "nothing reached upstream");
+    assert_eq!(
+        c.upstream.requests().len(),
+        before,
+        "nothing reached upstream"
+    );
 
     c.barrier("/public/barrier");
     let decided: Vec<Value> = c
@@ -139,7 +143,10 @@ fn forged_identity_on_bypassed_path_is_decided_as_anonymous() {
 
     let decision = c.server.wait_decision_for_path("/public/x");
     assert_eq!(decision["principal.type"], "Anonymous", "{decision}");
-    assert_eq!(decision["identity.ignored_headers"], "", "nothing to ignore");
+    assert_eq!(
+        decision["identity.ignored_headers"], "",
+        "nothing to ignore"
+    );
 
     let seen = c.forwarded("/public/x");
     for (name, _) in FORGED {

@@ -35,7 +35,7 @@ impl Check {
     }
 
     /// Through the trusted gateway, as `user` in `groups`.
-    fn as_user(mut self, user: &'static str, groups: &'static str) -> Self {
+    fn by_user(mut self, user: &'static str, groups: &'static str) -> Self {
         self.principal = GATEWAY_SPIFFE_ID;
         self.headers.push(("remote-user", user));
         self.headers.push(("remote-groups", groups));
@@ -214,7 +214,7 @@ fn check_denies_admin_area_to_staff_with_code_7_and_403() {
     let server = Server::bundled();
     let response = check(
         &server,
-        &Check::new("GET", "/admin").as_user("alice", "staff"),
+        &Check::new("GET", "/admin").by_user("alice", "staff"),
     );
     assert_eq!(response["status"]["code"], 7, "{response:#}");
     assert_eq!(denied_status(&response), 403, "{response:#}");
@@ -234,7 +234,7 @@ fn check_denies_anonymous_write_with_code_16_and_401() {
 #[test]
 fn explain_names_the_determining_policy_and_mapped_principal() {
     let server = Server::bundled();
-    let mut request = Check::new("GET", "/app/x").as_user("alice", "staff");
+    let mut request = Check::new("GET", "/app/x").by_user("alice", "staff");
     request.context_extensions.push(("app", "billing"));
     let explained = call(
         &server,
@@ -257,7 +257,7 @@ fn explain_names_the_determining_policy_and_mapped_principal() {
     let denied = call(
         &server,
         "cedar_ext_authz.v1.Explainer/Explain",
-        &Check::new("GET", "/admin").as_user("alice", "staff").json(),
+        &Check::new("GET", "/admin").by_user("alice", "staff").json(),
     );
     assert_eq!(denied["decision"], "deny");
     assert_eq!(denied["httpStatus"], 403);
@@ -318,7 +318,7 @@ fn server_itself_refuses_or_resolves_path_tricks() {
             anonymous,
             "anonymous {method} {path}: {response:#}"
         );
-        let response = check(&server, &Check::new(method, path).as_user("alice", "staff"));
+        let response = check(&server, &Check::new(method, path).by_user("alice", "staff"));
         assert_ne!(response["status"]["code"], 0, "alice {method} {path}");
         assert_eq!(
             denied_status(&response),

@@ -16,6 +16,7 @@ use super::{LoadError, REQUEST_TYPES};
 
 const SCHEMA_FILE: &str = "schema.cedarschema";
 const ENTITIES_FILE: &str = "entities.json";
+const LINKS_FILE: &str = "links.yaml";
 
 /// The text of every file of one policy folder.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub struct PolicyDir {
     schema: (PathBuf, String),
     policies: Vec<(PathBuf, String)>,
     entities: Option<(PathBuf, String)>,
+    links: Option<(PathBuf, String)>,
 }
 
 impl PolicyDir {
@@ -48,14 +50,15 @@ impl PolicyDir {
             .filter(|n| n.ends_with(".cedar"))
             .map(|n| read(n))
             .collect::<Result<Vec<_>, _>>()?;
-        let entities = match names.iter().any(|n| n == ENTITIES_FILE) {
-            true => Some(read(ENTITIES_FILE)?),
-            false => None,
+        let optional = |name: &str| match names.iter().any(|n| n == name) {
+            true => read(name).map(Some),
+            false => Ok(None),
         };
         Ok(Self {
             schema: read(SCHEMA_FILE)?,
             policies,
-            entities,
+            entities: optional(ENTITIES_FILE)?,
+            links: optional(LINKS_FILE)?,
         })
     }
 
@@ -76,10 +79,16 @@ impl PolicyDir {
         self.policies.iter()
     }
 
+    /// The links file, if there is one.
+    pub fn links(&self) -> Option<&(PathBuf, String)> {
+        self.links.as_ref()
+    }
+
     /// The text of one file read here.
     pub fn text(&self, path: &Path) -> Option<&str> {
         self.policies
             .iter()
+            .chain(&self.links)
             .find(|(p, _)| p == path)
             .map(|(_, text)| text.as_str())
     }
@@ -114,7 +123,8 @@ impl PolicyDir {
         let mut hash = Sha256::new();
         let all = std::iter::once(&self.schema)
             .chain(&self.policies)
-            .chain(&self.entities);
+            .chain(&self.entities)
+            .chain(&self.links);
         for (path, text) in all {
             let name = path.file_name().unwrap_or_default();
             hash.update(name.as_encoded_bytes());

@@ -140,3 +140,38 @@ fn version_changes_with_content() {
     .unwrap();
     assert_ne!(a.version, b.version);
 }
+
+const TEMPLATE: &str = "@id(\"t\")\npermit(principal in ?principal, action == Action::\"document.read\", resource == ?resource);\n";
+
+#[test]
+fn links_file_links_templates_into_the_set() {
+    let links = "links:\n  - id: g-reads-1\n    template: t\n    principal: { type: Group, id: g }\n    resource: { type: Document, id: \"1\" }\n";
+    let store = load(&folder(&[("a.cedar", TEMPLATE), ("links.yaml", links)])).unwrap();
+    assert!(store.policies.policy(&PolicyId::new("g-reads-1")).is_some());
+}
+
+#[test]
+fn link_to_unknown_template_names_the_links_file_line() {
+    let links = "links:\n  - id: first\n    template: t\n    principal: { type: Group, id: g }\n    resource: { type: Document, id: \"1\" }\n  - id: broken\n    template: nope\n";
+    let err = load(&folder(&[("a.cedar", TEMPLATE), ("links.yaml", links)])).unwrap_err();
+    assert!(
+        err.to_string().contains("links.yaml:6: policy `broken`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn link_that_fails_validation_is_refused() {
+    // Endpoint is not a resource that `document.read` applies to.
+    let links = "links:\n  - id: bad\n    template: t\n    principal: { type: Group, id: g }\n    resource: { type: Endpoint, id: \"x\" }\n";
+    assert!(load(&folder(&[("a.cedar", TEMPLATE), ("links.yaml", links)])).is_err());
+}
+
+#[test]
+fn unformatted_policy_files_are_reported() {
+    let dir = folder(&[("a.cedar", "permit(principal,action,resource);")]);
+    let differ = format::unformatted(dir.path()).unwrap();
+    assert_eq!(differ.len(), 1);
+    std::fs::write(&differ[0].0, &differ[0].1).unwrap();
+    assert!(format::unformatted(dir.path()).unwrap().is_empty());
+}
