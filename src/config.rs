@@ -73,6 +73,9 @@ pub struct Config {
     pub decision: DecisionConfig,
     pub response: ResponseConfig,
     pub telemetry: TelemetryConfig,
+    /// TLS on the gRPC listener (mutual TLS with `client_ca_file`);
+    /// absent means plaintext.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             decision: DecisionConfig::default(),
             response: ResponseConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: None,
         }
     }
 }
@@ -154,6 +158,14 @@ pub struct IdentityConfig {
     pub trust_domains: Vec<String>,
     /// Most groups accepted from one header; more is a 431 deny.
     pub max_groups: usize,
+    /// Signed assertions verified here (Authentik, Pomerium, Cloudflare
+    /// Access, Google IAP); none by default. See docs/identity.md.
+    pub jwt_assertions: Vec<crate::identity::jwt::AssertionConfig>,
+    /// Payloads verified by Envoy's `jwt_authn` filter; off unless set.
+    pub jwt_authn: Option<crate::identity::metadata::JwtAuthnConfig>,
+    /// Identity from an earlier ext_authz step's dynamic metadata; off
+    /// unless set.
+    pub ext_authz_metadata: Option<crate::identity::metadata::ExtAuthzMetadataConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -164,6 +176,9 @@ impl Default for IdentityConfig {
             headers_stripped_by_proxy: false,
             trust_domains: Vec::new(),
             max_groups: 256,
+            jwt_assertions: Vec::new(),
+            jwt_authn: None,
+            ext_authz_metadata: None,
         }
     }
 }
@@ -207,7 +222,7 @@ impl Default for RequestConfig {
 }
 
 /// What happens around Cedar's answer.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionConfig {
     pub on_evaluation_error: OnEvaluationError,
@@ -215,6 +230,20 @@ pub struct DecisionConfig {
     pub dry_run: bool,
     /// Return the would-be decision in `x-cedar-dry-run` on dry-run allows.
     pub dry_run_header: bool,
+    /// Evaluate only the policies whose scope matches the request (same
+    /// answer as the whole set); off evaluates every policy, for comparison.
+    pub policy_index: bool,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        Self {
+            on_evaluation_error: OnEvaluationError::default(),
+            dry_run: false,
+            dry_run_header: false,
+            policy_index: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -309,6 +338,16 @@ impl Config {
         };
         config.policy_dir = base.join(&config.policy_dir);
         config.shadow_policy_dir = config.shadow_policy_dir.map(|d| base.join(d));
+        if let Some(tls) = &mut config.tls {
+            tls.resolve(base);
+        }
+        // Loads JWKS files now, so a broken key file stops start-up.
+        crate::identity::prepare(&mut config.identity, base).map_err(|reason| {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                reason,
+            }
+        })?;
         config.check().map_err(|reason| ConfigError::Invalid {
             path: path.to_owned(),
             reason,

@@ -8,7 +8,7 @@
 
 use cedar_policy::{AuthorizationError, Authorizer, Decision as CedarDecision, PolicyId};
 
-use crate::config::OnEvaluationError;
+use crate::config::{DecisionConfig, OnEvaluationError};
 use crate::mapping::CedarRequest;
 use crate::policy::PolicyStore;
 
@@ -81,15 +81,21 @@ impl Decision {
     }
 }
 
-/// Evaluates a Cedar request against a store.
+/// Evaluates a Cedar request against a store: only the candidate
+/// policies of its index when `config.policy_index` is on, else all.
 pub fn decide(
     request: &CedarRequest,
     store: &PolicyStore,
     anonymous: bool,
-    on_error: OnEvaluationError,
+    config: &DecisionConfig,
 ) -> Decision {
-    let response =
-        Authorizer::new().is_authorized(&request.request, &store.policies, &request.entities);
+    let (whole, cedar, entities) = (&store.policies, &request.request, &request.entities);
+    let response = if config.policy_index {
+        store.index.is_authorized(whole, cedar, entities)
+    } else {
+        Authorizer::new().is_authorized(cedar, whole, entities)
+    };
+    let on_error = config.on_evaluation_error;
     let diagnostics = response.diagnostics();
     let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
     let mut policies: Vec<PolicyId> = diagnostics.reason().cloned().collect();

@@ -1,88 +1,53 @@
-//! Who is asking: the human identity forwarded by the authentication layer
-//! and the workload identity proven by mesh mTLS.
+//! Who is asking: the human identity proven by a signed assertion, by
+//! Envoy's own filters or by trusted identity headers, and the workload
+//! identity proven by mesh mTLS.
 //!
-//! Identity headers (Authelia `Remote-*`, Authentik `X-authentik-*`,
-//! oauth2-proxy `X-Forwarded-*`) are attacker-controlled unless the trust
-//! gate says otherwise: they are believed only when the mTLS peer is a
-//! configured trusted forwarder, or when the operator declares that the
-//! proxy chain strips them. Untrusted ones are ignored for the decision and
-//! named so the response can remove them upstream. Turning the result into
-//! Cedar entities is left to the mapping module.
+//! Sources, strongest first: assertions verified here (`jwt`), metadata
+//! from Envoy's `jwt_authn` and `ext_authz` filters (`metadata`), then
+//! header presets (`presets`: Authelia `Remote-*`, Authentik
+//! `X-authentik-*`, oauth2-proxy). Headers are attacker-controlled unless
+//! the trust gate says otherwise: they are believed only when the mTLS peer
+//! is a configured trusted forwarder, or when the operator declares that
+//! the proxy chain strips them; untrusted ones are ignored and named so the
+//! response can remove them upstream. At most one person is the principal:
+//! two sources naming different people deny. Turning the result into Cedar
+//! entities is left to the mapping module.
 
-use serde::Deserialize;
+pub mod claims;
+pub mod jwt;
+pub mod metadata;
+pub mod presets;
+
+use envoy_types::pb::envoy::config::core::v3::Metadata;
 
 use crate::config::IdentityConfig;
 use crate::request::headers::{HeaderError, Headers};
+pub use claims::{ClaimError, TokenClaims};
+pub use jwt::AssertionError;
+pub use presets::{split_list, Preset};
 
-/// A named set of identity headers that an authentication proxy sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    Authelia,
-    Authentik,
-    Oauth2Proxy,
+/// Where a user's identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Trusted identity headers of a preset.
+    Headers(Preset),
+    /// A signed assertion verified here.
+    Assertion(jwt::AssertionSource),
+    /// A JWT payload verified by Envoy's `jwt_authn` filter.
+    JwtAuthn,
+    /// Dynamic metadata of an earlier `ext_authz` step.
+    ExtAuthzMetadata(Preset),
 }
 
-/// Header names of one preset, all lower-case as Envoy sends them.
-struct HeaderSet {
-    user: &'static str,
-    groups: &'static str,
-    group_separator: char,
-    email: &'static str,
-    name: &'static str,
-    uid: Option<&'static str>,
-    entitlements: Option<&'static str>,
-}
-
-impl Preset {
+impl Source {
     /// Stable name used in logs, spans and the Cedar context.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Authelia => "authelia",
-            Self::Authentik => "authentik",
-            Self::Oauth2Proxy => "oauth2-proxy",
+            Self::Headers(preset) => preset.name(),
+            Self::Assertion(source) => source.name(),
+            Self::JwtAuthn => "jwt-authn",
+            Self::ExtAuthzMetadata(_) => "ext-authz-metadata",
         }
-    }
-
-    fn headers(self) -> HeaderSet {
-        match self {
-            Self::Authelia => HeaderSet {
-                user: "remote-user",
-                groups: "remote-groups",
-                group_separator: ',',
-                email: "remote-email",
-                name: "remote-name",
-                uid: None,
-                entitlements: None,
-            },
-            Self::Authentik => HeaderSet {
-                user: "x-authentik-username",
-                groups: "x-authentik-groups",
-                group_separator: '|',
-                email: "x-authentik-email",
-                name: "x-authentik-name",
-                uid: Some("x-authentik-uid"),
-                entitlements: Some("x-authentik-entitlements"),
-            },
-            Self::Oauth2Proxy => HeaderSet {
-                user: "x-forwarded-user",
-                groups: "x-forwarded-groups",
-                group_separator: ',',
-                email: "x-forwarded-email",
-                name: "x-forwarded-preferred-username",
-                uid: None,
-                entitlements: None,
-            },
-        }
-    }
-
-    /// Every header this preset reads, for stripping untrusted copies.
-    pub fn all_headers(self) -> Vec<&'static str> {
-        let h = self.headers();
-        let mut all = vec![h.user, h.groups, h.email, h.name];
-        all.extend(h.uid);
-        all.extend(h.entitlements);
-        all
     }
 }
 
@@ -95,7 +60,7 @@ pub struct User {
     pub display_name: Option<String>,
     pub uid: Option<String>,
     pub entitlements: Vec<String>,
-    pub source: Preset,
+    pub source: Source,
 }
 
 /// A workload, as proven by its mTLS certificate's SPIFFE id.
@@ -124,8 +89,11 @@ pub struct Identity {
     pub principal: Principal,
     /// The mTLS peer, kept in the context even when a user is the principal.
     pub peer: Option<Workload>,
-    /// Whether identity headers were believed for this request.
+    /// Whether identity headers were believed for this request, or a
+    /// verified source (token, metadata) named the user.
     pub trusted: bool,
+    /// The claims of the token that named the user, if one did.
+    pub token: Option<TokenClaims>,
     /// Identity headers that arrived but were not believed.
     pub ignored_headers: Vec<&'static str>,
 }
@@ -148,8 +116,25 @@ pub enum IdentityError {
     Header(#[from] HeaderError),
     #[error("{count} groups exceed the limit of {limit}")]
     TooManyGroups { count: usize, limit: usize },
-    #[error("trusted sources name different users: `{first}` and `{second}`")]
-    Conflict { first: String, second: String },
+    #[error(
+        "trusted sources name different users: `{first}` ({first_source}) and \
+         `{second}` ({second_source})"
+    )]
+    Conflict {
+        first: String,
+        first_source: &'static str,
+        second: String,
+        second_source: &'static str,
+    },
+    #[error("{source_name} assertion: {reason}")]
+    Assertion {
+        source_name: &'static str,
+        reason: AssertionError,
+    },
+    #[error("token claims: {0}")]
+    Claims(#[from] ClaimError),
+    #[error("identity metadata: {reason}")]
+    Metadata { reason: String },
 }
 
 impl IdentityError {
@@ -159,15 +144,36 @@ impl IdentityError {
             Self::Header(e) => e.http_status(),
             Self::TooManyGroups { .. } => 431,
             Self::Conflict { .. } => 403,
+            // Present but unusable proof of identity: tampering, a clock
+            // problem or a misconfigured issuer. Ask the client to sign in.
+            Self::Assertion { .. } | Self::Claims(_) | Self::Metadata { .. } => 401,
         }
     }
 }
 
-/// Reads the identity of one request.
+/// Checks the identity settings serde cannot, resolves key files against
+/// `base` and loads them (called once, when the config is read).
+pub fn prepare(config: &mut IdentityConfig, base: &std::path::Path) -> Result<(), String> {
+    for assertion in &mut config.jwt_assertions {
+        assertion.prepare(base)?;
+    }
+    if let Some(jwt_authn) = &config.jwt_authn {
+        jwt_authn.check()?;
+    }
+    Ok(())
+}
+
+/// A user with the claims of the token that named them, if any.
+type Found = (User, Option<TokenClaims>);
+
+/// Reads the identity of one request: every configured source in priority
+/// order, the first user found is the principal, and any later source
+/// naming someone else is a conflict.
 pub fn resolve(
     config: &IdentityConfig,
     source_principal: &str,
     headers: &Headers,
+    metadata: Option<&Metadata>,
 ) -> Result<Identity, IdentityError> {
     let peer = parse_spiffe(source_principal, &config.trust_domains);
     let from_forwarder = config
@@ -176,8 +182,11 @@ pub fn resolve(
         .any(|f| f == source_principal);
     let trusted = config.headers_stripped_by_proxy || from_forwarder;
 
+    let mut found: Option<Found> = None;
+    for (user, token) in verified(config, headers, metadata)? {
+        agree(&mut found, user, token)?;
+    }
     let mut ignored_headers = Vec::new();
-    let mut user: Option<User> = None;
     for preset in &config.presets {
         if !trusted {
             let present = preset
@@ -185,86 +194,78 @@ pub fn resolve(
                 .into_iter()
                 .filter(|h| headers.contains(h));
             ignored_headers.extend(present);
-            continue;
-        }
-        let Some(found) = read_user(*preset, headers, config.max_groups)? else {
-            continue;
-        };
-        match &user {
-            Some(first) if first.name != found.name => {
-                return Err(IdentityError::Conflict {
-                    first: first.name.clone(),
-                    second: found.name,
-                });
-            }
-            Some(_) => {}
-            None => user = Some(found),
+        } else if let Some(user) = presets::read_user(*preset, headers, config.max_groups)? {
+            agree(&mut found, user, None)?;
         }
     }
 
-    let principal = match (user, &peer) {
+    let (user, token) = found.map_or((None, None), |(u, t)| (Some(u), t));
+    Ok(Identity {
+        trusted: trusted || user.is_some(),
+        principal: principal(user, peer.as_ref(), from_forwarder),
+        peer,
+        token,
+        ignored_headers,
+    })
+}
+
+/// Users named by verified sources, strongest first: assertions, then
+/// `jwt_authn` payloads, then `ext_authz` metadata.
+fn verified(
+    config: &IdentityConfig,
+    headers: &Headers,
+    metadata: Option<&Metadata>,
+) -> Result<Vec<Found>, IdentityError> {
+    let max = config.max_groups;
+    let mut found = Vec::new();
+    for assertion in &config.jwt_assertions {
+        if let Some((user, token)) = assertion.read(headers, max)? {
+            found.push((user, Some(token)));
+        }
+    }
+    let Some(metadata) = metadata else {
+        return Ok(found);
+    };
+    if let Some(jwt_authn) = &config.jwt_authn {
+        let payloads = jwt_authn.read(metadata, max)?;
+        found.extend(payloads.into_iter().map(|(u, t)| (u, Some(t))));
+    }
+    if let Some(ext_authz) = &config.ext_authz_metadata {
+        found.extend(ext_authz.read(metadata, max)?.map(|u| (u, None)));
+    }
+    Ok(found)
+}
+
+/// Keeps the first user found; a later one must name the same person.
+fn agree(
+    found: &mut Option<Found>,
+    user: User,
+    token: Option<TokenClaims>,
+) -> Result<(), IdentityError> {
+    match found {
+        Some((first, _)) if first.name != user.name => Err(IdentityError::Conflict {
+            first: first.name.clone(),
+            first_source: first.source.name(),
+            second: user.name,
+            second_source: user.source.name(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            *found = Some((user, token));
+            Ok(())
+        }
+    }
+}
+
+fn principal(user: Option<User>, peer: Option<&Workload>, from_forwarder: bool) -> Principal {
+    match (user, peer) {
         (Some(user), _) => Principal::User(user),
         // A forwarder that names nobody speaks for an anonymous client, not
         // for itself: the gateway's own grants must not leak to its callers.
         (None, Some(_)) if from_forwarder => Principal::Anonymous,
         (None, Some(workload)) => Principal::Workload(workload.clone()),
         (None, None) => Principal::Anonymous,
-    };
-    Ok(Identity {
-        principal,
-        peer,
-        trusted,
-        ignored_headers,
-    })
-}
-
-/// Reads one preset's user, if its user header is present and non-empty.
-fn read_user(
-    preset: Preset,
-    headers: &Headers,
-    max_groups: usize,
-) -> Result<Option<User>, IdentityError> {
-    let set = preset.headers();
-    let Some(name) = headers.get_single(set.user)?.filter(|n| !n.is_empty()) else {
-        return Ok(None);
-    };
-    let groups = split_list(headers.get(set.groups), set.group_separator);
-    if groups.len() > max_groups {
-        return Err(IdentityError::TooManyGroups {
-            count: groups.len(),
-            limit: max_groups,
-        });
     }
-    let entitlements = match set.entitlements {
-        Some(h) => split_list(headers.get(h), '|'),
-        None => Vec::new(),
-    };
-    let uid = match set.uid {
-        Some(h) => headers.get_single(h)?.map(str::to_owned),
-        None => None,
-    };
-    Ok(Some(User {
-        name: name.to_owned(),
-        groups,
-        email: headers.get_single(set.email)?.map(str::to_owned),
-        display_name: headers.get(set.name),
-        uid,
-        entitlements,
-        source: preset,
-    }))
-}
-
-/// Splits a list header: items trimmed, empty items dropped, repeats
-/// collapsed, so `"ops,,dev, "` is `[ops, dev]` and `""` is empty.
-pub fn split_list(value: Option<String>, separator: char) -> Vec<String> {
-    let mut items: Vec<String> = Vec::new();
-    for item in value.iter().flat_map(|v| v.split(separator)) {
-        let item = item.trim();
-        if !item.is_empty() && !items.iter().any(|i| i == item) {
-            items.push(item.to_owned());
-        }
-    }
-    items
 }
 
 /// Parses a SPIFFE id. Anything else (a non-SPIFFE URI, an empty string, an
@@ -301,5 +302,7 @@ pub fn parse_spiffe(id: &str, trust_domains: &[String]) -> Option<Workload> {
     })
 }
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,8 @@
 //!   [`shadow`] runs it again with a shadow policy set, never enforced.
 //! - [`response`]: the CheckResponse Envoy receives.
 //! - [`server`], [`serve`], [`admin`]: the gRPC services, start-up and
-//!   shutdown, and the admin HTTP listener.
+//!   shutdown, and the admin HTTP listener; [`tls`]: TLS and mutual TLS
+//!   on the gRPC listener, with rotating certificates.
 //! - [`telemetry`], [`otel`], [`metrics`], [`explain`]: the decision log,
 //!   traces, metrics and explanations.
 //! - [`policy_tests`]: YAML policy test cases, run through [`authorize`].
@@ -41,3 +42,4 @@ pub mod serve;
 pub mod server;
 pub mod shadow;
 pub mod telemetry;
+pub mod tls;

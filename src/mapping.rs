@@ -7,6 +7,7 @@
 //! left to the decision module.
 
 mod context;
+mod token;
 
 pub use context::datetime;
 

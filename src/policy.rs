@@ -10,6 +10,7 @@
 mod annotations;
 mod files;
 pub mod format;
+pub mod index;
 mod links;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use cedar_policy::{
 
 pub use annotations::DenyAnnotation;
 use files::{line_of, PolicyDir};
+pub use index::PolicyIndex;
 
 use crate::request::routes::RouteConfig;
 
@@ -59,6 +61,8 @@ pub enum LoadError {
 #[derive(Debug)]
 pub struct PolicyStore {
     pub policies: PolicySet,
+    /// `policies` filed by scope, so a request evaluates only candidates.
+    pub index: PolicyIndex,
     pub schema: Schema,
     /// Entities from `entities.json` plus the schema's actions, with their
     /// ancestors computed.
@@ -91,6 +95,7 @@ impl PolicyStore {
         Ok(Self {
             policy_count: policies.policies().count() + policies.templates().count(),
             version: files.version(),
+            index: PolicyIndex::build(&policies),
             policies,
             schema,
             entities,

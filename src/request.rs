@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::config::core::v3::{address, Address};
+use envoy_types::pb::envoy::config::core::v3::{address, Address, Metadata};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 
 use crate::config::RequestConfig;
@@ -98,6 +98,9 @@ pub struct RequestFacts {
     pub request_id: Option<String>,
     pub time: SystemTime,
     pub sni: Option<String>,
+    /// `metadata_context`: what Envoy's filters (jwt_authn, an earlier
+    /// ext_authz) recorded for this request; read by the identity module.
+    pub metadata: Option<Metadata>,
 }
 
 impl RequestFacts {
@@ -140,6 +143,7 @@ impl RequestFacts {
                 .as_ref()
                 .map(|t| t.sni.clone())
                 .filter(|s| !s.is_empty()),
+            metadata: attrs.metadata_context.clone(),
             headers,
         })
     }
@@ -245,12 +249,41 @@ fn request_time(attrs: &AttributeContext) -> SystemTime {
     let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.seconds), u32::try_from(ts.nanos)) else {
         return SystemTime::now();
     };
+    // Cedar's `datetime` has four-digit years; a later time cannot be
+    // expressed (and would overflow the conversion), so it is unreadable.
+    if secs > LATEST_TIME_SECS {
+        return SystemTime::now();
+    }
     SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos.min(999_999_999))
 }
+
+/// 9999-12-31T23:59:59Z, the last second Cedar's `datetime` can express.
+const LATEST_TIME_SECS: u64 = 253_402_300_799;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_time_past_year_9999_is_unreadable_and_becomes_now() {
+        let at = |seconds| {
+            let mut attrs = AttributeContext::default();
+            let time = envoy_types::pb::google::protobuf::Timestamp { seconds, nanos: 0 };
+            attrs.request = Some(
+                envoy_types::pb::envoy::service::auth::v3::attribute_context::Request {
+                    time: Some(time),
+                    http: None,
+                },
+            );
+            request_time(&attrs)
+        };
+        let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(LATEST_TIME_SECS);
+        assert_eq!(at(LATEST_TIME_SECS as i64), last);
+        for seconds in [LATEST_TIME_SECS as i64 + 1, i64::MAX] {
+            let time = at(seconds);
+            assert!(time < last, "{seconds} gave {time:?}");
+        }
+    }
 
     #[test]
     fn lower_case_method_is_upper_cased_not_a_new_action() {

@@ -16,12 +16,18 @@ use tonic::transport::Server;
 use crate::config::Config;
 use crate::policy::PolicyStore;
 use crate::server::{CheckService, ExplainService, Shared, DESCRIPTOR_SET};
+use crate::tls::Certificates;
 
 /// Service names whose health is reported besides the server as a whole.
 const HEALTH_SERVICES: &[&str] = &[
     "envoy.service.auth.v3.Authorization",
     "cedar_ext_authz.v1.Explainer",
 ];
+
+/// Longest wait at start-up for assertion keys fetched from a URL; after
+/// it the server serves anyway, and their tokens are refused (401) until
+/// the keys arrive.
+const KEYS_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -40,13 +46,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let shared = Shared::with_shadow(config, store, shadow);
     let _watcher = crate::reload::spawn(shared.clone())?;
+    // Assertion keys load and refresh off the request path.
+    let assertions = &shared.config.identity.jwt_assertions;
+    let _keys = crate::identity::jwt::keys::spawn_refresh(assertions, KEYS_WAIT).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let tls = shared.config.tls.as_ref();
+    let certificates = tls.map(crate::tls::Certificates::load).transpose()?;
     let grpc = tokio::net::TcpListener::bind(shared.config.listen).await?;
     let admin = crate::admin::bind(shared.config.admin_listen).await?;
     tracing::info!(
         listen = %grpc.local_addr()?,
         admin_listen = %admin.local_addr()?,
+        tls = tls.map_or("off", crate::tls::TlsConfig::mode),
         "serving"
     );
     let admin_task = tokio::spawn(crate::admin::serve(
@@ -60,7 +72,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let grpc_task = tokio::spawn(grpc_server(shared.clone(), grpc, health, stopped(stop_rx)));
+    let grpc_task = tokio::spawn(grpc_server(
+        shared.clone(),
+        (grpc, certificates),
+        health,
+        stop_rx,
+    ));
 
     shutdown_signal().await;
     tracing::info!(drain_ms = drain.as_millis() as u64, "shutdown: draining");
@@ -80,11 +97,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn grpc_server(
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    (listener, tls): (tokio::net::TcpListener, Option<Arc<Certificates>>),
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    shutdown: impl std::future::Future<Output = ()>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
@@ -95,15 +112,27 @@ async fn grpc_server(
         .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Server::builder()
+    let router = Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(CheckService::server(shared.clone()))
-        .add_service(ExplainService::server(shared))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .add_service(ExplainService::server(shared));
+    let shutdown = stopped(stop.clone());
+    match tls {
+        Some(certificates) => {
+            let incoming = crate::tls::listener::incoming(listener, certificates, stopped(stop));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }
 

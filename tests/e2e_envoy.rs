@@ -272,6 +272,27 @@ fn spoofed_identity_header_from_untrusted_peer_is_ignored() {
 }
 
 #[test]
+fn underscore_spelling_of_identity_header_is_rejected_by_envoy() {
+    let s = Stack::start();
+    let decisions = s.server.decisions().len();
+    // Not an identity header to the server, but REMOTE_USER to many
+    // application stacks: Envoy refuses the request outright.
+    for name in ["remote_user", "x_auth_user", "x-authentik_username"] {
+        let request = HttpRequest::get("/public/x").header(name, "root");
+        let response = s.not_forwarded(|| s.anonymous(request.clone()));
+        assert_eq!(response.status, 400, "{name}: {}", response.text());
+        let response = s.not_forwarded(|| s.as_peer(&s.untrusted, request));
+        assert_eq!(response.status, 400, "{name}: {}", response.text());
+    }
+    s.barrier();
+    assert_eq!(
+        s.server.decisions().len(),
+        decisions + 1,
+        "only the barrier"
+    );
+}
+
+#[test]
 fn trusted_forwarder_without_user_is_anonymous_not_the_gateway() {
     let s = Stack::start();
     let response = s.not_forwarded(|| s.as_peer(&s.gateway, HttpRequest::get("/app/x")));

@@ -13,8 +13,8 @@ mod observability;
 mod support;
 
 use observability::{
-    http_check, http_status, new_trace_id, policies_with_an_erroring_one, send_check, send_checks,
-    span_id, Authz, Receiver, SpanRecord, Transport,
+    from_peer, http_check, http_status, new_trace_id, policies_with_an_erroring_one, send_check,
+    send_checks, span_id, Authz, Receiver, SpanRecord, Transport,
 };
 use serde_json::{json, Value};
 use support::envoy::{CEDAR_PORT, UPSTREAM_PORT};
@@ -130,7 +130,10 @@ fn b3_metadata_parents_the_check_span_and_a_deny_is_not_an_error() {
     let parent = span_id(2);
     let reply = send_check(
         server.grpc_addr(),
-        http_check("GET", "/app/settings", "api.example.test", &[]),
+        from_peer(
+            http_check("GET", "/app/settings", "api.example.test", &[]),
+            "spiffe://cluster.local/ns/untrusted/sa/job",
+        ),
         &[
             ("x-b3-traceid", &trace),
             ("x-b3-spanid", &parent),
@@ -143,7 +146,16 @@ fn b3_metadata_parents_the_check_span_and_a_deny_is_not_an_error() {
     assert_rpc_span(&span);
     assert_eq!(span.parent_span_id, parent);
     assert_eq!(span.attr("cedar.decision"), "deny");
-    assert_eq!(span.attr("cedar.deny_reason"), "no_permit");
+    assert_eq!(span.attr("cedar.deny_reason"), "forbidden");
+    assert_eq!(
+        span.attr("cedar.policies"),
+        &json!(["untrusted-namespace-denied"])
+    );
+    assert_eq!(
+        span.attr("cedar.principal"),
+        "Workload::\"spiffe://cluster.local/ns/untrusted/sa/job\""
+    );
+    assert_eq!(span.attr("cedar.identity.source"), "spiffe");
     assert_eq!(span.attr("http.response.status_code"), 403);
     assert_eq!(span.status_code, STATUS_UNSET, "a deny is not an error");
     assert_log_joins(&server, &span);
@@ -379,6 +391,51 @@ fn log_format_and_level_are_switchable_and_do_not_filter_spans() {
     };
     assert!(serde_json::from_str::<Value>(&line).is_err(), "{line}");
     assert!(line.contains(&trace), "{line}");
+}
+
+/// A collector that accepts connections and never answers: the batch
+/// processor waits on it in the background, Checks do not, and shutdown
+/// gives up on it after a bounded time.
+#[test]
+fn an_unresponsive_collector_neither_delays_checks_nor_blocks_shutdown() {
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", blackhole.local_addr().unwrap());
+    let mut server = Authz::start(
+        "",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+        ],
+    );
+    let requests = (0..300)
+        .map(|i| {
+            let path = format!("/public/{i}");
+            (
+                http_check("GET", &path, "api.example.test", &[]),
+                Vec::new(),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let replies = send_checks(server.grpc_addr(), requests);
+    let elapsed = started.elapsed();
+    assert!(replies.iter().all(|r| http_status(r) == 200));
+    // One export waiting on the collector alone takes 10 s (the exporter's
+    // timeout); 300 Checks that waited would take far longer.
+    assert!(
+        elapsed < std::time::Duration::from_secs(8),
+        "300 Checks took {elapsed:?}"
+    );
+    let started = std::time::Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status}\n{}", server.dump());
+    println!(
+        "300 Checks in {elapsed:?} with an unresponsive collector; exit {:?} after SIGTERM",
+        started.elapsed()
+    );
+    drop(blackhole);
 }
 
 /// Envoy (its OpenTelemetry tracer exporting to the receiver) in front of

@@ -36,7 +36,7 @@ fn user(identity: &Identity) -> &User {
 #[test]
 fn identity_headers_from_untrusted_peer_are_ignored() {
     let h = headers(&[("remote-user", "alice"), ("remote-groups", "admins")]);
-    let id = resolve(&config(), "spiffe://cluster.local/ns/app/sa/web", &h).unwrap();
+    let id = resolve(&config(), "spiffe://cluster.local/ns/app/sa/web", &h, None).unwrap();
     assert!(!id.trusted);
     assert!(matches!(id.principal, Principal::Workload(_)));
     assert_eq!(id.ignored_headers, vec!["remote-user", "remote-groups"]);
@@ -45,14 +45,14 @@ fn identity_headers_from_untrusted_peer_are_ignored() {
 #[test]
 fn identity_headers_without_any_peer_are_ignored() {
     let h = headers(&[("remote-user", "alice")]);
-    let id = resolve(&config(), "", &h).unwrap();
+    let id = resolve(&config(), "", &h, None).unwrap();
     assert_eq!(id.principal, Principal::Anonymous);
 }
 
 #[test]
 fn trusted_forwarder_headers_name_the_user() {
     let h = headers(&[("remote-user", "alice"), ("remote-groups", "admins, dev")]);
-    let id = resolve(&config(), GATEWAY, &h).unwrap();
+    let id = resolve(&config(), GATEWAY, &h, None).unwrap();
     assert_eq!(user(&id).groups, vec!["admins", "dev"]);
     assert_eq!(id.source(), "authelia");
     assert_eq!(id.peer.as_ref().unwrap().id, GATEWAY);
@@ -60,7 +60,7 @@ fn trusted_forwarder_headers_name_the_user() {
 
 #[test]
 fn trusted_forwarder_without_user_is_anonymous_not_itself() {
-    let id = resolve(&config(), GATEWAY, &headers(&[])).unwrap();
+    let id = resolve(&config(), GATEWAY, &headers(&[]), None).unwrap();
     assert_eq!(id.principal, Principal::Anonymous);
 }
 
@@ -68,14 +68,14 @@ fn trusted_forwarder_without_user_is_anonymous_not_itself() {
 fn declared_stripping_proxy_trusts_headers_from_any_peer() {
     let mut c = config();
     c.headers_stripped_by_proxy = true;
-    let id = resolve(&c, "", &headers(&[("remote-user", "alice")])).unwrap();
+    let id = resolve(&c, "", &headers(&[("remote-user", "alice")]), None).unwrap();
     assert_eq!(user(&id).name, "alice");
 }
 
 #[test]
 fn repeated_user_header_is_ambiguous() {
     let h = headers(&[("remote-user", "alice,bob")]);
-    let err = resolve(&config(), GATEWAY, &h).unwrap_err();
+    let err = resolve(&config(), GATEWAY, &h, None).unwrap_err();
     assert_eq!(err.http_status(), 400);
 }
 
@@ -98,7 +98,7 @@ fn authentik_groups_split_on_pipe() {
         ("x-authentik-username", "alice"),
         ("x-authentik-groups", "admins|developers"),
     ]);
-    let id = resolve(&config(), GATEWAY, &h).unwrap();
+    let id = resolve(&config(), GATEWAY, &h, None).unwrap();
     assert_eq!(user(&id).groups, vec!["admins", "developers"]);
     assert_eq!(id.source(), "authentik");
 }
@@ -106,7 +106,7 @@ fn authentik_groups_split_on_pipe() {
 #[test]
 fn two_trusted_sources_naming_different_users_conflict() {
     let h = headers(&[("remote-user", "alice"), ("x-authentik-username", "bob")]);
-    let err = resolve(&config(), GATEWAY, &h).unwrap_err();
+    let err = resolve(&config(), GATEWAY, &h, None).unwrap_err();
     assert!(matches!(err, IdentityError::Conflict { .. }));
 }
 
@@ -115,13 +115,19 @@ fn too_many_groups_deny_with_431() {
     let mut c = config();
     c.max_groups = 2;
     let h = headers(&[("remote-user", "a"), ("remote-groups", "x,y,z")]);
-    assert_eq!(resolve(&c, GATEWAY, &h).unwrap_err().http_status(), 431);
+    assert_eq!(
+        resolve(&c, GATEWAY, &h, None).unwrap_err().http_status(),
+        431
+    );
 }
 
 #[test]
 fn non_ascii_names_are_kept_byte_for_byte() {
     let h = headers(&[("remote-user", "иван")]);
-    assert_eq!(user(&resolve(&config(), GATEWAY, &h).unwrap()).name, "иван");
+    assert_eq!(
+        user(&resolve(&config(), GATEWAY, &h, None).unwrap()).name,
+        "иван"
+    );
 }
 
 #[test]
@@ -145,4 +151,157 @@ fn spiffe_trust_domain_allow_list_is_enforced() {
     let domains = vec!["mesh.example.test".to_string()];
     assert!(parse_spiffe("spiffe://other.test/ns/a/sa/b", &domains).is_none());
     assert!(parse_spiffe("spiffe://mesh.example.test/ns/a/sa/b", &domains).is_some());
+}
+
+mod sources {
+    //! Several sources in one request: priority, agreement and conflicts.
+
+    use envoy_types::pb::envoy::config::core::v3::Metadata;
+    use serde_json::json;
+
+    use super::*;
+    use crate::identity::jwt::AssertionSource;
+    use crate::identity::metadata::tests::pb_struct;
+    use crate::identity::metadata::JwtAuthnConfig;
+    use crate::identity::testing::{assertion, good_claims, TestKey};
+
+    const WEB: &str = "spiffe://cluster.local/ns/app/sa/web";
+
+    /// A config trusting GATEWAY's headers, a Pomerium assertion signed by
+    /// `key`, and jwt_authn payloads.
+    fn all_sources(key: &TestKey) -> IdentityConfig {
+        IdentityConfig {
+            jwt_assertions: vec![assertion(AssertionSource::Pomerium, &[key])],
+            jwt_authn: Some(JwtAuthnConfig::default()),
+            ..config()
+        }
+    }
+
+    fn jwt_authn(sub: &str) -> Metadata {
+        let payload = json!({"iss": "https://mesh-idp.test", "sub": sub, "groups": ["mesh"]});
+        let fields = pb_struct(&json!({ "payload": payload }));
+        Metadata {
+            filter_metadata: [("envoy.filters.http.jwt_authn".to_owned(), fields)].into(),
+            ..Default::default()
+        }
+    }
+
+    fn token(key: &TestKey, email: &str) -> String {
+        let mut claims = good_claims();
+        claims["email"] = json!(email);
+        key.sign(&claims)
+    }
+
+    #[test]
+    fn verified_token_outranks_metadata_and_headers_that_agree() {
+        let key = TestKey::es256("k1");
+        let jwt = token(&key, "alice");
+        let h = headers(&[("x-pomerium-jwt-assertion", &jwt), ("remote-user", "alice")]);
+        let id = resolve(&all_sources(&key), GATEWAY, &h, Some(&jwt_authn("alice"))).unwrap();
+        assert_eq!(id.source(), "pomerium");
+        assert_eq!(user(&id).groups, vec!["staff", "admins"]);
+        assert_eq!(id.token.as_ref().unwrap().amr, vec!["pwd", "otp"]);
+    }
+
+    #[test]
+    fn metadata_outranks_gated_headers_that_agree() {
+        let key = TestKey::es256("k1");
+        let h = headers(&[("remote-user", "alice"), ("remote-groups", "hdr")]);
+        let id = resolve(&all_sources(&key), GATEWAY, &h, Some(&jwt_authn("alice"))).unwrap();
+        assert_eq!(id.source(), "jwt-authn");
+        assert_eq!(user(&id).groups, vec!["mesh"]);
+    }
+
+    #[test]
+    fn token_and_header_naming_different_people_conflict_naming_both() {
+        let key = TestKey::es256("k1");
+        let jwt = token(&key, "alice");
+        let h = headers(&[("x-pomerium-jwt-assertion", &jwt), ("remote-user", "bob")]);
+        let err = resolve(&all_sources(&key), GATEWAY, &h, None).unwrap_err();
+        assert_eq!(err.http_status(), 403);
+        let text = err.to_string();
+        assert!(text.contains("`alice` (pomerium)") && text.contains("`bob` (authelia)"));
+    }
+
+    #[test]
+    fn metadata_and_header_naming_different_people_conflict() {
+        let key = TestKey::es256("k1");
+        let h = headers(&[("remote-user", "bob")]);
+        let err = resolve(&all_sources(&key), GATEWAY, &h, Some(&jwt_authn("alice")));
+        assert!(matches!(err, Err(IdentityError::Conflict { .. })));
+    }
+
+    #[test]
+    fn token_and_metadata_naming_different_people_conflict() {
+        let key = TestKey::es256("k1");
+        let h = headers(&[("x-pomerium-jwt-assertion", &token(&key, "alice"))]);
+        let err = resolve(&all_sources(&key), WEB, &h, Some(&jwt_authn("mallory")));
+        assert_eq!(err.unwrap_err().http_status(), 403);
+    }
+
+    #[test]
+    fn untrusted_headers_cannot_conflict_with_a_token() {
+        let key = TestKey::es256("k1");
+        let h = headers(&[
+            ("x-pomerium-jwt-assertion", &token(&key, "alice")),
+            ("remote-user", "bob"),
+        ]);
+        let id = resolve(&all_sources(&key), WEB, &h, None).unwrap();
+        assert_eq!(user(&id).name, "alice");
+        assert_eq!(id.ignored_headers, vec!["remote-user"]);
+    }
+
+    #[test]
+    fn invalid_token_denies_401_even_beside_trusted_headers() {
+        let key = TestKey::es256("k1");
+        let forged = token(&TestKey::es256("k1"), "alice");
+        let h = headers(&[
+            ("x-pomerium-jwt-assertion", &forged),
+            ("remote-user", "alice"),
+        ]);
+        let err = resolve(&all_sources(&key), GATEWAY, &h, None).unwrap_err();
+        assert_eq!(err.http_status(), 401);
+    }
+
+    #[test]
+    fn human_principal_keeps_the_workload_peer_and_counts_as_trusted() {
+        let key = TestKey::es256("k1");
+        let id = resolve(
+            &all_sources(&key),
+            WEB,
+            &headers(&[]),
+            Some(&jwt_authn("alice")),
+        )
+        .unwrap();
+        assert_eq!(user(&id).name, "alice");
+        assert_eq!(id.peer.as_ref().unwrap().id, WEB);
+        assert!(id.trusted);
+    }
+
+    #[test]
+    fn workload_is_the_principal_when_no_source_names_a_person() {
+        let key = TestKey::es256("k1");
+        let id = resolve(
+            &all_sources(&key),
+            WEB,
+            &headers(&[]),
+            Some(&Metadata::default()),
+        );
+        assert!(matches!(id.unwrap().principal, Principal::Workload(_)));
+    }
+
+    #[test]
+    fn oauth2_proxy_auth_request_preset_reads_x_auth_request_headers() {
+        let c = IdentityConfig {
+            presets: vec![Preset::Oauth2ProxyAuthRequest],
+            ..config()
+        };
+        let h = headers(&[
+            ("x-auth-request-user", "alice"),
+            ("x-auth-request-groups", "a,b"),
+        ]);
+        let id = resolve(&c, GATEWAY, &h, None).unwrap();
+        assert_eq!(user(&id).groups, vec!["a", "b"]);
+        assert_eq!(id.source(), "oauth2-proxy-auth-request");
+    }
 }

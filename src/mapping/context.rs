@@ -53,6 +53,9 @@ pub fn build(
         "identity_trusted",
         RestrictedExpression::new_bool(identity.trusted),
     );
+    if let Some(token) = &identity.token {
+        push(&mut pairs, "jwt", super::token::record(token)?);
+    }
     Context::from_pairs(pairs).map_err(|e| MappingError::Context(e.to_string()))
 }
 

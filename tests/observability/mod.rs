@@ -687,6 +687,13 @@ pub fn http_check(method: &str, path: &str, host: &str, headers: &[(&str, &str)]
     }
 }
 
+/// `request` as sent by the mTLS peer `principal` (a SPIFFE id).
+pub fn from_peer(mut request: CheckRequest, principal: &str) -> CheckRequest {
+    let attrs = request.attributes.as_mut().unwrap();
+    attrs.source.as_mut().unwrap().principal = principal.into();
+    request
+}
+
 /// Sends one Check with `metadata` (gRPC request headers).
 pub fn send_check(
     server: SocketAddr,

@@ -50,16 +50,31 @@ impl EnvoyBuilder {
     }
 
     /// Writes the rewritten bootstrap, starts Envoy and waits until its
-    /// admin `/ready` says LIVE.
-    pub fn start(mut self) -> Envoy {
+    /// admin `/ready` says LIVE. If Envoy exits because one of its own
+    /// listener ports was taken meanwhile, it is started again on new ones.
+    pub fn start(self) -> Envoy {
         let text = std::fs::read_to_string(&self.file)
             .unwrap_or_else(|e| panic!("read {}: {e}", self.file.display()));
-        for port in OWN_PORTS {
-            if text.contains(&format!("port_value: {port}")) {
-                self.ports.entry(port).or_insert_with(free_port);
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let mut ports = self.ports.clone();
+            for port in OWN_PORTS {
+                if text.contains(&format!("port_value: {port}")) {
+                    ports.entry(port).or_insert_with(free_port);
+                }
+            }
+            let mut envoy = self.spawn(&text, ports);
+            match envoy.wait_live() {
+                Ok(()) => return envoy,
+                Err(dump) if dump.contains("ddress already in use") => last = dump,
+                Err(dump) => panic!("envoy did not become LIVE within {TIMEOUT:?}\n{dump}"),
             }
         }
-        let mut text = substitute_ports(&text, &self.ports, &self.file);
+        panic!("envoy could not bind its listeners in 3 attempts\n{last}")
+    }
+
+    fn spawn(&self, text: &str, ports: BTreeMap<u16, u16>) -> Envoy {
+        let mut text = substitute_ports(text, &ports, &self.file);
         if text.contains(CERT_DIR) {
             let certs = self.certs.as_ref().unwrap_or_else(|| {
                 panic!(
@@ -92,15 +107,13 @@ impl EnvoyBuilder {
             .expect("spawn envoy");
         let stdout = Lines::capture(child.stdout.take().unwrap());
         let stderr = Lines::capture(child.stderr.take().unwrap());
-        let envoy = Envoy {
+        Envoy {
             child,
             stdout,
             stderr,
-            ports: self.ports,
+            ports,
             _dir: dir,
-        };
-        envoy.wait_live();
-        envoy
+        }
     }
 }
 
@@ -163,22 +176,25 @@ impl Envoy {
         }
     }
 
-    fn wait_live(&self) {
+    /// Waits for admin `/ready` to answer LIVE; `Err` with the output if
+    /// Envoy exits or [`TIMEOUT`] passes first.
+    fn wait_live(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + TIMEOUT;
         let admin = self.admin_port();
         loop {
             if let Ok(r) = HttpRequest::get("/ready").try_send(admin) {
                 if r.status == 200 && r.text().trim() == "LIVE" {
-                    return;
+                    return Ok(());
                 }
             }
-            // try_wait needs `&mut`; a finished process shows as a closed
-            // admin port, so look at the clock and the log instead.
-            assert!(
-                Instant::now() < deadline,
-                "envoy was not LIVE within {TIMEOUT:?}\n{}",
-                self.dump()
-            );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers catch the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(format!("envoy exited with {status}\n{}", self.dump()));
+            }
+            if Instant::now() > deadline {
+                return Err(self.dump());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -22,6 +22,7 @@
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod lifecycle;
 pub mod pki;
 
 use std::collections::HashSet;
@@ -239,11 +240,19 @@ impl Server {
         Self::start_config(config)
     }
 
-    fn start_config(mut config: Yaml) -> Self {
+    fn start_config(config: Yaml) -> Self {
+        Self::start_config_on(config, 0)
+    }
+
+    /// As [`Server::start_config`], with the gRPC listener on
+    /// 127.0.0.1:`grpc_port` (0: any free port). With `tls` in the config,
+    /// readiness is read from the admin `/readyz` instead of gRPC health.
+    fn start_config_on(mut config: Yaml, grpc_port: u16) -> Self {
         let Yaml::Mapping(map) = &mut config else {
             panic!("a server config must be a YAML mapping");
         };
-        map.insert("listen".into(), "127.0.0.1:0".into());
+        let tls = map.contains_key("tls");
+        map.insert("listen".into(), format!("127.0.0.1:{grpc_port}").into());
         map.insert("admin_listen".into(), "127.0.0.1:0".into());
         let policy_dir = map
             .get("policy_dir")
@@ -327,7 +336,11 @@ impl Server {
             config_path,
             _dir: dir,
         };
-        server.wait_healthy();
+        if tls {
+            server.wait_ready_admin();
+        } else {
+            server.wait_healthy();
+        }
         server
     }
 

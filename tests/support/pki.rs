@@ -21,6 +21,9 @@ pub const UNTRUSTED_SPIFFE_ID: &str = "spiffe://cluster.local/ns/app/sa/web";
 pub struct ClientIdentity {
     pub cert_der: Vec<u8>,
     pub key_der: Vec<u8>,
+    /// The same certificate and key in PEM, for tonic and grpcurl.
+    pub cert_pem: String,
+    pub key_pem: String,
     /// The URI SAN in the certificate.
     pub uri: String,
 }
@@ -115,6 +118,8 @@ impl TestPki {
         ClientIdentity {
             cert_der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             uri: uri.to_owned(),
         }
     }
