@@ -106,8 +106,11 @@ async fn run(args: &Args) -> anyhow::Result<Tally> {
         let endpoint = Endpoint::from_shared(format!("http://{}", args.target))?;
         channels.push(endpoint.tcp_nodelay(true).connect().await?);
     }
-    let shapes: Arc<Vec<CheckRequest>> =
-        Arc::new((0..support::REQUEST_SHAPES).map(support::check_request).collect());
+    let shapes: Arc<Vec<CheckRequest>> = Arc::new(
+        (0..support::REQUEST_SHAPES)
+            .map(support::check_request)
+            .collect(),
+    );
     let now = Instant::now();
     let measure_from = now + Duration::from_secs_f64(args.warmup);
     let plan = Plan {
@@ -177,7 +180,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn report(args: &Args, tally: Tally) {
     let mut micros: Vec<u64> = tally.samples.iter().map(|s| s.micros).collect();
     micros.sort_unstable();
-    let slow = micros.iter().filter(|&&m| args.slow_us > 0 && m > args.slow_us).count();
+    let slow = micros
+        .iter()
+        .filter(|&&m| args.slow_us > 0 && m > args.slow_us)
+        .count();
     let n = micros.len();
     println!(
         "requests={n} rps={:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} ok={} denied={} errors={} slow={slow}",

@@ -14,7 +14,7 @@ use crate::decision::{self, Decision};
 use crate::identity::{self, Identity, Principal};
 use crate::mapping::{self, CedarRequest};
 use crate::policy::PolicyStore;
-use crate::request::{Refusal, RequestFacts};
+use crate::request::{RawSummary, Refusal, RequestFacts};
 
 /// Everything known about one decision, for the response, the log, the
 /// span and Explain.
@@ -25,6 +25,9 @@ pub struct Outcome {
     pub cedar: Option<CedarRequest>,
     /// Why the request was refused before Cedar ran, if it was.
     pub refusal: Option<String>,
+    /// What the log can show of a refused request whose facts could not
+    /// be read: the raw, unnormalised values, shortened.
+    pub raw: Option<RawSummary>,
     /// Why mapping failed, if it did (an internal fault; denies).
     pub fault: Option<String>,
     pub decision: Decision,
@@ -47,6 +50,7 @@ pub fn evaluate(
         identity: None,
         cedar: None,
         refusal: None,
+        raw: None,
         fault: None,
         decision: Decision::internal(),
         version: store.version.clone(),
@@ -55,6 +59,9 @@ pub fn evaluate(
     if let Err(refusal) = run(check, encoded_len, config, store, &mut outcome) {
         outcome.decision = Decision::refused(refusal.http_status(), "request refused");
         outcome.refusal = Some(refusal.to_string());
+        if outcome.facts.is_none() {
+            outcome.raw = Some(RawSummary::of(check));
+        }
     }
     outcome.micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     outcome

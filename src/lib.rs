@@ -6,8 +6,8 @@
 //! - [`config`]: the typed YAML config, read once.
 //! - [`request`]: the facts of a CheckRequest, normalised; malformed input
 //!   is refused here (path, host, headers, routes).
-//! - [`identity`]: the trust gate and the principal (user, workload or
-//!   anonymous).
+//! - [`identity`]: verified tokens, Envoy metadata, the trust gate for
+//!   headers, and the principal (user, workload or anonymous).
 //! - [`mapping`]: principal, action, resource, context and entities for
 //!   Cedar, built with the typed API.
 //! - [`policy`]: the validated policy set; [`reload`] swaps it while serving.

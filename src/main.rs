@@ -7,6 +7,9 @@ use cedar_ext_authz::config::{Config, LogConfig};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process: dependencies link
+    // both ring and aws-lc-rs, and rustls refuses to pick between them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),

@@ -107,6 +107,7 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
     }
     let serving = shared.store.load().version.clone();
     let skip = [Some(serving.clone()), shared.status.rejected()];
+    let started = std::time::Instant::now();
     match load_if_changed(shared, &shared.config.policy_dir, skip).await {
         Loaded::Unchanged(version) => {
             if version == serving {
@@ -120,7 +121,12 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
             shared.store.store(Arc::from(store));
             shared.status.succeeded();
             crate::metrics::policy_loaded(&version, count, true);
-            tracing::info!(policy_set.version = %version, policy.count = count, "policies reloaded");
+            tracing::info!(
+                policy_set.version = %version,
+                policy.count = count,
+                load.ms = started.elapsed().as_millis() as u64,
+                "policies reloaded"
+            );
             true
         }
         Loaded::Failed(version, error) => {

@@ -103,6 +103,43 @@ pub struct RequestFacts {
     pub metadata: Option<Metadata>,
 }
 
+/// Raw values of a request whose facts could not be read, for the audit
+/// log of a refusal. Nothing here is normalised or trusted.
+#[derive(Debug, Clone, Default)]
+pub struct RawSummary {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub request_id: Option<String>,
+    pub source_principal: String,
+}
+
+/// Longest raw value kept for the log: a refused 1 MB path must not become
+/// a 1 MB log line.
+const RAW_LOG_CHARS: usize = 256;
+
+impl RawSummary {
+    /// Reads the raw values without checking them.
+    pub fn of(check: &CheckRequest) -> Self {
+        let attrs = check.attributes.as_ref();
+        let http = attrs
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let short = |s: &str| s.chars().take(RAW_LOG_CHARS).collect::<String>();
+        Self {
+            method: http.map_or_else(String::new, |h| short(&h.method)),
+            host: http.map_or_else(String::new, |h| short(&h.host)),
+            path: http.map_or_else(String::new, |h| short(&h.path)),
+            request_id: http
+                .and_then(|h| h.headers.get("x-request-id"))
+                .map(|v| short(v)),
+            source_principal: attrs
+                .and_then(|a| a.source.as_ref())
+                .map_or_else(String::new, |p| short(&p.principal)),
+        }
+    }
+}
+
 impl RequestFacts {
     /// Reads and checks the attributes of a CheckRequest.
     pub fn read(check: &CheckRequest, config: &RequestConfig) -> Result<Self, Refusal> {

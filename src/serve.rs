@@ -31,12 +31,14 @@ const KEYS_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let store = PolicyStore::load(&config.policy_dir, &config.request.routes)?;
     crate::metrics::policy_loaded(&store.version, store.policy_count, false);
     tracing::info!(
         policy_set.version = %store.version,
         policy.count = store.policy_count,
         policy.dir = %config.policy_dir.display(),
+        load.ms = started.elapsed().as_millis() as u64,
         "policies loaded"
     );
     let drain = Duration::from_millis(config.shutdown_drain_ms);

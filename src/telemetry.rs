@@ -57,8 +57,8 @@ pub fn init_with_export(
         tracing::warn!(warning = %warning, "telemetry setting ignored");
     }
     tracing::info!(
-        traces = plan.traces.as_ref().map(|t| describe(t)),
-        metrics = plan.metrics.as_ref().map(|t| describe(t)),
+        traces = plan.traces.as_ref().map(describe),
+        metrics = plan.metrics.as_ref().map(describe),
         "opentelemetry export"
     );
     Ok(guard)
@@ -138,6 +138,9 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
         Some(Principal::User(u)) => u.groups.join(","),
         _ => String::new(),
     };
+    // A refusal before the facts were read still names what was asked, from
+    // the raw (shortened, unnormalised) values.
+    let raw = outcome.raw.as_ref();
     let (trace_id, span_id) = crate::otel::ids();
     macro_rules! event {
         ($msg:literal) => {
@@ -159,14 +162,24 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
                 identity.source = identity.map_or("none", |i| i.source()),
                 identity.trusted = identity.is_some_and(|i| i.trusted),
                 identity.ignored_headers = %identity.map(|i| i.ignored_headers.join(",")).unwrap_or_default(),
-                request.id = facts.and_then(|f| f.request_id.as_deref()),
+                request.id = facts
+                    .and_then(|f| f.request_id.as_deref())
+                    .or(raw.and_then(|r| r.request_id.as_deref())),
                 request.kind = facts.map(|f| if f.http.is_some() { "http" } else { "network" }),
-                source.principal = facts.map(|f| f.source_principal.as_str()),
+                source.principal = facts
+                    .map(|f| f.source_principal.as_str())
+                    .or(raw.map(|r| r.source_principal.as_str())),
                 source.address = facts.and_then(|f| f.source_address).map(|a| a.to_string()),
-                http.method = http.map(|h| h.method.as_str()),
-                http.host = http.map(|h| h.host.name.as_str()),
+                http.method = http
+                    .map(|h| h.method.as_str())
+                    .or(raw.map(|r| r.method.as_str())),
+                http.host = http
+                    .map(|h| h.host.name.as_str())
+                    .or(raw.map(|r| r.host.as_str())),
                 http.path = http.map(|h| h.path.path.as_str()),
-                http.raw_path = http.map(|h| h.raw_path.as_str()),
+                http.raw_path = http
+                    .map(|h| h.raw_path.as_str())
+                    .or(raw.map(|r| r.path.as_str())),
                 http.id = http.map(|h| h.id.as_str()),
                 eval.micros = outcome.micros,
                 policy_set.version = %outcome.version,

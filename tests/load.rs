@@ -2,8 +2,8 @@
 //! against the real server binary for a bounded time.
 //!
 //! Zero failed Checks (every answer a CheckResponse with the verdict the
-//! bundled policies give), a 99th percentile latency within a generous
-//! bound for a shared two-core machine, and resident memory that stays
+//! bundled policies give), no starved stream (p99 within a few times the
+//! p50, no Check near Envoy's timeouts), and resident memory that stays
 //! level once warm. The numbers are printed (`--nocapture`) so a run can
 //! be compared with docs/security.md.
 
@@ -30,9 +30,14 @@ const STREAMS: usize = 256;
 const CONNECTIONS: usize = 8;
 /// How long the load lasts.
 const DURATION: Duration = Duration::from_secs(10);
-/// Generous: the machine is shared, the binary is a debug build, and every
-/// decision is logged as JSON.
-const P99_BOUND: Duration = Duration::from_millis(250);
+/// Fairness, not speed: with every stream sending its next Check as soon as
+/// the last one answers, latency is mostly queueing (Little's law: streams
+/// over throughput), so p50 scales with the machine and the build. A
+/// starved stream shows as a p99 far beyond the p50; speed is measured by
+/// `scripts/bench-load.sh` (docs/benchmarks.md), not here.
+const P99_OVER_P50: u32 = 4;
+/// No Check may come near Envoy's ext_authz timeouts.
+const MAX_BOUND: Duration = Duration::from_secs(5);
 /// Largest accepted growth of resident memory from a quarter of the run
 /// (warm) to its end.
 const RSS_GROWTH_BOUND: f64 = 0.30;
@@ -49,7 +54,10 @@ fn workload() -> Vec<(CheckRequest, i32)> {
               "request": {{"http": {{"method": "{method}", "host": "app.example.test",
               "path": "{path}"{headers}}}}}}}}}"#
         );
-        (cedar_ext_authz::cli::parse_check_request(&json).unwrap(), code)
+        (
+            cedar_ext_authz::cli::parse_check_request(&json).unwrap(),
+            code,
+        )
     };
     vec![
         case("GET", "/app/dashboard", Some(("sam", "staff")), 0),
@@ -78,7 +86,9 @@ async fn stream(channel: Channel, workload: Arc<Vec<(CheckRequest, i32)>>, end: 
         tally.latencies.push(started.elapsed());
         match answer.map(|r| r.into_inner().status.map(|s| s.code)) {
             Ok(Some(code)) if code == *expected => {}
-            other => tally.failures.push(format!("{other:?} (expected {expected})")),
+            other => tally
+                .failures
+                .push(format!("{other:?} (expected {expected})")),
         }
     }
     tally
@@ -99,6 +109,17 @@ fn sample_rss_at_quarter(server: &Server, started: Instant) -> u64 {
     server.rss_kib()
 }
 
+/// The median time the server spent deciding, from its decision log.
+fn median_eval_micros(server: &Server) -> u64 {
+    let mut micros: Vec<u64> = server
+        .decisions()
+        .iter()
+        .filter_map(|e| e["eval.micros"].as_u64())
+        .collect();
+    micros.sort_unstable();
+    micros.get(micros.len() / 2).copied().unwrap_or_default()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[at]
@@ -117,7 +138,13 @@ fn concurrent_checks_all_succeed_with_bounded_p99_and_level_memory() {
     let started = Instant::now();
     let end = started + DURATION;
     let tasks: Vec<_> = (0..STREAMS)
-        .map(|n| runtime.spawn(stream(channels[n % CONNECTIONS].clone(), workload.clone(), end)))
+        .map(|n| {
+            runtime.spawn(stream(
+                channels[n % CONNECTIONS].clone(),
+                workload.clone(),
+                end,
+            ))
+        })
         .collect();
     let warm_rss = sample_rss_at_quarter(&server, started);
     let tallies: Vec<Tally> = runtime.block_on(async {
@@ -129,6 +156,7 @@ fn concurrent_checks_all_succeed_with_bounded_p99_and_level_memory() {
     });
     let end_rss = server.rss_kib();
     let elapsed = started.elapsed();
+    let eval = median_eval_micros(&server);
 
     let failures: Vec<String> = tallies.iter().flat_map(|t| t.failures.clone()).collect();
     let mut latencies: Vec<Duration> = tallies.into_iter().flat_map(|t| t.latencies).collect();
@@ -138,7 +166,7 @@ fn concurrent_checks_all_succeed_with_bounded_p99_and_level_memory() {
     let report = format!(
         "{} Checks in {elapsed:.1?} ({:.0}/s) over {STREAMS} streams and {CONNECTIONS} \
          connections: p50 {p50:.1?}, p99 {p99:.1?}, max {:.1?}; RSS {warm_rss} KiB at 1/4, \
-         {end_rss} KiB at the end ({:+.1}%); {} failed",
+         {end_rss} KiB at the end ({:+.1}%); {} failed; median eval.micros {eval}",
         latencies.len(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         latencies.last().copied().unwrap_or_default(),
@@ -146,7 +174,16 @@ fn concurrent_checks_all_succeed_with_bounded_p99_and_level_memory() {
         failures.len()
     );
     println!("load: {report}");
-    assert!(failures.is_empty(), "{report}\nfirst failures: {:?}", &failures[..failures.len().min(5)]);
-    assert!(p99 < P99_BOUND, "p99 over {P99_BOUND:?}: {report}");
+    assert!(
+        failures.is_empty(),
+        "{report}\nfirst failures: {:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        p99 <= p50 * P99_OVER_P50,
+        "p99 over {P99_OVER_P50}x p50: {report}"
+    );
+    let max = latencies.last().copied().unwrap_or_default();
+    assert!(max < MAX_BOUND, "a Check took {max:?}: {report}");
     assert!(growth < RSS_GROWTH_BOUND, "memory grew: {report}");
 }

@@ -291,6 +291,35 @@ fn http_protobuf_export_configured_by_the_config_file() {
 }
 
 #[test]
+fn grpc_export_over_tls_trusts_the_configured_ca() {
+    let pki = support::TestPki::generate();
+    let receiver = Receiver::start_tls(
+        &pki.dir().join("server.pem"),
+        &pki.dir().join("server-key.pem"),
+    );
+    let endpoint = format!("https://localhost:{}", receiver.grpc_port());
+    let ca = pki.ca_pem_path();
+    let server = Authz::start(
+        "",
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+            ("OTEL_SERVICE_NAME", SERVICE),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let trace = new_trace_id();
+    send_check(
+        server.grpc_addr(),
+        http_check("GET", "/public/tls", "api.example.test", &[]),
+        &[("traceparent", &format!("00-{trace}-{}-01", span_id(14)))],
+    );
+    let span = receiver.wait_span(SERVICE, &trace);
+    assert_eq!(span.parent_span_id, span_id(14));
+}
+
+#[test]
 fn spans_of_the_last_checks_are_flushed_on_sigterm() {
     let receiver = Receiver::start();
     let mut env = grpc_env(&receiver);

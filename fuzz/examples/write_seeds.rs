@@ -16,16 +16,46 @@ const GATEWAY: &str =
 
 /// (file name, CheckRequest JSON with `GW` standing for the gateway).
 const SEEDS: &[(&str, &str)] = &[
-    ("admin-denied", r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "app.example.test", "path": "/admin/users", "headers": {"remote-user": "sam", "remote-groups": "staff"}}}}}"#),
-    ("admin-allowed", r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "app.example.test", "path": "/admin/users", "headers": {"remote-user": "ada", "remote-groups": "admins,staff"}}}}}"#),
-    ("anonymous-write", r#"{"attributes": {"request": {"http": {"method": "POST", "host": "app.example.test:8443", "path": "/api/x?b=2&a=1"}}}}"#),
-    ("document-route", r#"{"attributes": {"source": {"principal": "GW", "address": {"socketAddress": {"address": "10.0.0.5", "portValue": 40123}}}, "request": {"http": {"method": "get", "host": "APP.example.test.", "path": "/api/documents/d-1", "headers": {"x-authentik-username": "zoë", "x-authentik-groups": "eng|ops"}}}}}"#),
-    ("dot-segments", r#"{"attributes": {"request": {"http": {"method": "GET", "host": "a", "path": "//x/./y/../%61dmin/;p=1/..;/z%2F"}}}}"#),
-    ("raw-header-map", r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "h", "path": "/", "headerMap": {"headers": [{"key": "remote-user", "rawValue": "/3Fs"}, {"key": "remote-user", "value": "b"}]}}}}}"#),
-    ("grpc-call", r#"{"attributes": {"source": {"principal": "spiffe://cluster.local/ns/app/sa/web"}, "request": {"http": {"method": "POST", "host": "svc", "path": "/pkg.Service/Method", "headers": {"content-type": "application/grpc+proto"}}}}}"#),
-    ("workload-network", r#"{"attributes": {"source": {"principal": "spiffe://cluster.local/ns/app/sa/web"}, "destination": {"address": {"socketAddress": {"address": "10.0.0.9", "portValue": 5432, "protocol": "UDP"}}}}}"#),
-    ("context-extensions", r#"{"attributes": {"contextExtensions": {"app": "billing", "cedar_dry_run": "true"}, "tlsSession": {"sni": "app.example.test"}, "request": {"time": "2030-01-01T00:00:00Z", "http": {"method": "DELETE", "host": "[::1]:80", "path": "/billing/1", "headers": {"x-envoy-auth-partial-body": "true", "x-request-id": "r-1"}}}}}"#),
-    ("ipv6-and-query", r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "::1", "portValue": 1}}}, "request": {"http": {"method": "HEAD", "host": "[::ffff:127.0.0.1]", "path": "/s?q=%20x&q=%20x&empty=&flag", "headers": {"remote-user": "a,b"}}}}}"#),
+    (
+        "admin-denied",
+        r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "app.example.test", "path": "/admin/users", "headers": {"remote-user": "sam", "remote-groups": "staff"}}}}}"#,
+    ),
+    (
+        "admin-allowed",
+        r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "app.example.test", "path": "/admin/users", "headers": {"remote-user": "ada", "remote-groups": "admins,staff"}}}}}"#,
+    ),
+    (
+        "anonymous-write",
+        r#"{"attributes": {"request": {"http": {"method": "POST", "host": "app.example.test:8443", "path": "/api/x?b=2&a=1"}}}}"#,
+    ),
+    (
+        "document-route",
+        r#"{"attributes": {"source": {"principal": "GW", "address": {"socketAddress": {"address": "10.0.0.5", "portValue": 40123}}}, "request": {"http": {"method": "get", "host": "APP.example.test.", "path": "/api/documents/d-1", "headers": {"x-authentik-username": "zoë", "x-authentik-groups": "eng|ops"}}}}}"#,
+    ),
+    (
+        "dot-segments",
+        r#"{"attributes": {"request": {"http": {"method": "GET", "host": "a", "path": "//x/./y/../%61dmin/;p=1/..;/z%2F"}}}}"#,
+    ),
+    (
+        "raw-header-map",
+        r#"{"attributes": {"source": {"principal": "GW"}, "request": {"http": {"method": "GET", "host": "h", "path": "/", "headerMap": {"headers": [{"key": "remote-user", "rawValue": "/3Fs"}, {"key": "remote-user", "value": "b"}]}}}}}"#,
+    ),
+    (
+        "grpc-call",
+        r#"{"attributes": {"source": {"principal": "spiffe://cluster.local/ns/app/sa/web"}, "request": {"http": {"method": "POST", "host": "svc", "path": "/pkg.Service/Method", "headers": {"content-type": "application/grpc+proto"}}}}}"#,
+    ),
+    (
+        "workload-network",
+        r#"{"attributes": {"source": {"principal": "spiffe://cluster.local/ns/app/sa/web"}, "destination": {"address": {"socketAddress": {"address": "10.0.0.9", "portValue": 5432, "protocol": "UDP"}}}}}"#,
+    ),
+    (
+        "context-extensions",
+        r#"{"attributes": {"contextExtensions": {"app": "billing", "cedar_dry_run": "true"}, "tlsSession": {"sni": "app.example.test"}, "request": {"time": "2030-01-01T00:00:00Z", "http": {"method": "DELETE", "host": "[::1]:80", "path": "/billing/1", "headers": {"x-envoy-auth-partial-body": "true", "x-request-id": "r-1"}}}}}"#,
+    ),
+    (
+        "ipv6-and-query",
+        r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "::1", "portValue": 1}}}, "request": {"http": {"method": "HEAD", "host": "[::ffff:127.0.0.1]", "path": "/s?q=%20x&q=%20x&empty=&flag", "headers": {"remote-user": "a,b"}}}}}"#,
+    ),
     ("empty", r#"{}"#),
     ("empty-http", r#"{"attributes": {"request": {"http": {}}}}"#),
 ];

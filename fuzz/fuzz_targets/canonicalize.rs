@@ -28,10 +28,16 @@ fn check_path(raw: &str) {
     assert!(path == "/" || !path.ends_with('/'), "{path:?}");
     assert!(!path.contains("//"), "{path:?}");
     assert!(!path.contains([';', '?', '#', '\\', ' ']), "{path:?}");
-    assert!(path.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()), "{path:?}");
+    assert!(
+        path.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()),
+        "{path:?}"
+    );
     assert!(path.split('/').all(|s| s != "." && s != ".."), "{path:?}");
     let again = canonicalize(path, &limits).expect("a canonical path is accepted");
-    let expected = CanonicalPath { path: path.clone(), query: Vec::new() };
+    let expected = CanonicalPath {
+        path: path.clone(),
+        query: Vec::new(),
+    };
     assert_eq!(again, expected, "canonicalisation is not idempotent");
 }
 

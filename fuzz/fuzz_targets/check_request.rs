@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let (config, store) = bundled();
     let outcome = authorize::evaluate(&check, data.len(), config, store);
-    let network = outcome.facts.as_ref().is_some_and(|f| f.kind == Kind::Network);
+    let network = outcome
+        .facts
+        .as_ref()
+        .is_some_and(|f| f.kind == Kind::Network);
     let answer = response::build(&outcome, config, false);
     let code = answer.status.as_ref().map(|s| s.code);
     assert!(matches!(code, Some(0 | 7 | 16)), "gRPC code {code:?}");
@@ -44,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
         None => assert!(network, "an HTTP check answered without an HTTP part"),
         Some(HttpResponse::DeniedResponse(denied)) => {
             let status = denied.status.map_or(0, |s| s.code);
-            assert!((400..=599).contains(&status), "deny with HTTP status {status}");
+            assert!(
+                (400..=599).contains(&status),
+                "deny with HTTP status {status}"
+            );
         }
         Some(_) => assert_eq!(code, Some(0), "an allow with a deny code"),
     }

@@ -106,6 +106,23 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// As [`Receiver::start`], with gRPC over TLS using this certificate
+    /// chain and key (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        // tonic's server TLS takes rustls' process-wide provider, which
+        // cannot be guessed when several are linked in (ring, aws-lc-rs).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        );
+        Self::start_with(Some(identity))
+    }
+
+    fn start_with(tls: Option<tonic::transport::Identity>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -119,7 +136,13 @@ impl Receiver {
         });
         let grpc_addr = grpc.local_addr().unwrap();
         let http_addr = http.local_addr().unwrap();
-        let services = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(identity) = tls {
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
+        let services = builder
             .add_service(TraceServiceServer::new(store.clone()))
             .add_service(MetricsServiceServer::new(store.clone()));
         runtime.spawn(async move {

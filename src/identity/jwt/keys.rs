@@ -223,9 +223,18 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeySet, KeyError> 
 }
 
 /// Loads one source's keys from wherever its config says.
-async fn reload(client: &reqwest::Client, source: &AssertionConfig) -> Result<KeySet, KeyError> {
+async fn reload(
+    client: Option<&reqwest::Client>,
+    source: &AssertionConfig,
+) -> Result<KeySet, KeyError> {
     match (&source.jwks_url, &source.jwks_file) {
-        (Some(url), _) => fetch(client, url).await,
+        (Some(url), _) => match client {
+            Some(client) => fetch(client, url).await,
+            None => Err(KeyError::Fetch {
+                url: url.clone(),
+                reason: "no HTTP client".into(),
+            }),
+        },
         (None, Some(path)) => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || load_file(&path))
@@ -244,13 +253,9 @@ pub async fn spawn_refresh(
     sources: &[AssertionConfig],
     initial_wait: Duration,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let client = match client() {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the JWKS client; URL keys will not load");
-            reqwest::Client::new()
-        }
-    };
+    let client = client()
+        .inspect_err(|e| tracing::error!(error = %e, "cannot build the JWKS client"))
+        .ok();
     let tasks = sources
         .iter()
         .map(|s| tokio::spawn(refresh_loop(client.clone(), s.clone())))
@@ -271,10 +276,10 @@ fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-async fn refresh_loop(client: reqwest::Client, source: AssertionConfig) {
+async fn refresh_loop(client: Option<reqwest::Client>, source: AssertionConfig) {
     let interval = Duration::from_secs(source.refresh_secs.max(1));
     loop {
-        let wait = match reload(&client, &source).await {
+        let wait = match reload(client.as_ref(), &source).await {
             Ok(set) => {
                 tracing::debug!(
                     source = source.source.name(),
