@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh                 # every target, FUZZ_SECONDS (30) each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh check_request
 #
-# Installs cargo-fuzz with `cargo install` when it is missing. cargo-fuzz
+# Installs cargo-fuzz, pinned, into .tools/cargo/ when it is missing. cargo-fuzz
 # builds with nightly-only compiler flags (coverage instrumentation);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them, for this build
 # only: it is set here, never for the main build. No sanitizer is used:
@@ -26,9 +26,11 @@ if ((${#targets[@]} == 0)); then
     targets=(canonicalize check_request)
 fi
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz"
-    cargo install cargo-fuzz --locked
+version=0.13.2
+export PATH="$root/.tools/cargo/bin:$PATH"
+if ! cargo-fuzz --version 2>/dev/null | grep -q "$version"; then
+    echo "fuzz: installing cargo-fuzz $version into .tools/cargo"
+    cargo install --quiet --locked --root "$root/.tools/cargo" cargo-fuzz --version "$version"
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs the test tools, then runs the
-# formatter check, clippy, every test target, and the policy checks.
+# formatter check, clippy, every test target, the policy checks, the
+# supply-chain check and a short fuzz run.
 # Every step runs even after a failure; the exit status is non-zero when
 # any step failed, and the failed steps are listed at the end.
 set -uo pipefail
@@ -29,8 +30,12 @@ export GRPCURL_BIN="$root/.tools/bin/grpcurl"
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
 step cargo test --all-targets --no-fail-fast
-step cargo run -q -- validate
+step cargo run -q -- validate --format
 step cargo run -q -- test policies/tests
+step scripts/deny.sh
+# Short and bounded: the committed seeds plus FUZZ_SECONDS of new inputs
+# per target. Longer runs: FUZZ_SECONDS=600 scripts/fuzz.sh.
+step env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 
 echo
 if ((${#failed[@]})); then

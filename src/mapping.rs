@@ -7,11 +7,12 @@
 //! left to the decision module.
 
 mod context;
+mod extension;
 mod token;
 
 pub use context::datetime;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
@@ -57,8 +58,9 @@ pub fn map(
     config: &RequestConfig,
     store: &PolicyStore,
 ) -> Result<CedarRequest, MappingError> {
-    let (action, resource) = action_and_resource(facts, config)?;
-    let (principal_entity, principal_parents) = principal_entity(&identity.principal)?;
+    let types = &store.type_names;
+    let (action, resource) = action_and_resource(facts, &store.routes, types)?;
+    let (principal_entity, principal_parents) = principal_entity(&identity.principal, types)?;
     let principal = principal_entity.uid();
     let resource_entity = resource_entity(&resource, facts)?;
     let context = context::build(facts, identity, config)?;
@@ -89,63 +91,92 @@ pub fn map(
 /// destination for a network check).
 fn action_and_resource(
     facts: &RequestFacts,
-    config: &RequestConfig,
+    routes: &[routes::RouteConfig],
+    types: &TypeNames,
 ) -> Result<(EntityUid, EntityUid), MappingError> {
     let Some(http) = facts.http.as_ref() else {
         let destination = facts
             .destination_address
             .map_or_else(String::new, |a| a.to_string());
-        return Ok((action_uid(TCP_CONNECT)?, uid("Endpoint", &destination)?));
+        return Ok((
+            types.uid("Action", TCP_CONNECT)?,
+            types.uid("Endpoint", &destination)?,
+        ));
     };
-    let found = routes::find(
-        &config.routes,
-        &http.host.name,
-        &http.method,
-        &http.path.path,
-    );
+    let found = routes::find(routes, &http.host.name, &http.method, &http.path.path);
     let action = found
         .as_ref()
         .map_or(http.method.as_str(), |m| m.action.as_str());
     let resource = match found.as_ref().and_then(|m| m.resource.as_ref()) {
-        Some((ty, id)) => uid(ty, id)?,
-        None => uid("Path", &http.path.path)?,
+        Some((ty, id)) => types.uid(ty, id)?,
+        None => types.uid("Path", &http.path.path)?,
     };
-    Ok((action_uid(action)?, resource))
+    Ok((types.uid("Action", action)?, resource))
 }
 
-/// Builds an entity uid from a type name and a raw id, typed: the id is
-/// kept exactly, whatever characters it holds.
-pub fn uid(type_name: &str, id: &str) -> Result<EntityUid, MappingError> {
-    let type_name = EntityTypeName::from_str(type_name).map_err(|e| MappingError::Entity {
-        uid: type_name.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(id),
-    ))
+/// Entity type names parsed once, when a policy set loads. Cedar parses a
+/// type name with its full policy grammar (tens of microseconds each), far
+/// too slow for several names per Check.
+#[derive(Debug, Clone)]
+pub struct TypeNames(HashMap<String, EntityTypeName>);
+
+/// Types every request may use, besides those the route table names.
+const BUILT_IN_TYPES: &[&str] = &[
+    "Action",
+    "Anonymous",
+    "Endpoint",
+    "Group",
+    "Namespace",
+    "Path",
+    "User",
+    "Workload",
+];
+
+impl TypeNames {
+    /// The built-in types and `extra` (the route table's resource types).
+    /// A name that does not parse is left out and refused when used.
+    pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
+        let names = BUILT_IN_TYPES.iter().copied().chain(extra);
+        let parsed = names.filter_map(|n| Some((n.to_owned(), EntityTypeName::from_str(n).ok()?)));
+        Self(parsed.collect())
+    }
+
+    /// Builds an entity uid from a type name and a raw id, typed: the id is
+    /// kept exactly, whatever characters it holds.
+    pub fn uid(&self, type_name: &str, id: &str) -> Result<EntityUid, MappingError> {
+        let type_name = match self.0.get(type_name) {
+            Some(parsed) => parsed.clone(),
+            None => EntityTypeName::from_str(type_name).map_err(|e| MappingError::Entity {
+                uid: type_name.to_owned(),
+                reason: e.to_string(),
+            })?,
+        };
+        Ok(EntityUid::from_type_name_and_id(
+            type_name,
+            EntityId::new(id),
+        ))
+    }
 }
 
-fn action_uid(id: &str) -> Result<EntityUid, MappingError> {
-    uid("Action", id)
-}
-
-fn principal_entity(principal: &Principal) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+fn principal_entity(
+    principal: &Principal,
+    types: &TypeNames,
+) -> Result<(Entity, Vec<EntityUid>), MappingError> {
     match principal {
-        Principal::User(user) => user_entity(user),
-        Principal::Workload(workload) => workload_entity(workload),
+        Principal::User(user) => user_entity(user, types),
+        Principal::Workload(workload) => workload_entity(workload, types),
         Principal::Anonymous => {
-            let entity = Entity::new_no_attrs(uid("Anonymous", ANONYMOUS)?, HashSet::new());
+            let entity = Entity::new_no_attrs(types.uid("Anonymous", ANONYMOUS)?, HashSet::new());
             Ok((entity, Vec::new()))
         }
     }
 }
 
-fn user_entity(user: &User) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+fn user_entity(user: &User, types: &TypeNames) -> Result<(Entity, Vec<EntityUid>), MappingError> {
     let parents = user
         .groups
         .iter()
-        .map(|g| uid("Group", g))
+        .map(|g| types.uid("Group", g))
         .collect::<Result<Vec<_>, _>>()?;
     let mut attrs = vec![("source", string(user.source.name()))];
     let optional = [
@@ -160,15 +191,18 @@ fn user_entity(user: &User) -> Result<(Entity, Vec<EntityUid>), MappingError> {
     }
     let entitlements = user.entitlements.iter().map(|e| string(e));
     attrs.push(("entitlements", RestrictedExpression::new_set(entitlements)));
-    let entity = entity(uid("User", &user.name)?, attrs, &parents)?;
+    let entity = entity(types.uid("User", &user.name)?, attrs, &parents)?;
     Ok((entity, parents))
 }
 
-fn workload_entity(workload: &Workload) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+fn workload_entity(
+    workload: &Workload,
+    types: &TypeNames,
+) -> Result<(Entity, Vec<EntityUid>), MappingError> {
     let parents = workload
         .namespace
         .iter()
-        .map(|n| uid("Namespace", n))
+        .map(|n| types.uid("Namespace", n))
         .collect::<Result<Vec<_>, _>>()?;
     let mut attrs = vec![("trust_domain", string(&workload.trust_domain))];
     if let Some(ns) = &workload.namespace {
@@ -177,7 +211,7 @@ fn workload_entity(workload: &Workload) -> Result<(Entity, Vec<EntityUid>), Mapp
     if let Some(sa) = &workload.service_account {
         attrs.push(("service_account", string(sa)));
     }
-    let entity = entity(uid("Workload", &workload.id)?, attrs, &parents)?;
+    let entity = entity(types.uid("Workload", &workload.id)?, attrs, &parents)?;
     Ok((entity, parents))
 }
 

@@ -12,6 +12,8 @@ mod files;
 pub mod format;
 pub mod index;
 mod links;
+pub mod loader;
+mod routes_file;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -76,11 +78,16 @@ pub struct PolicyStore {
     pub origins: HashMap<PolicyId, (PathBuf, usize)>,
     pub loaded_at: SystemTime,
     pub dir: PathBuf,
+    /// The route table: the config's `request.routes`, then the folder's
+    /// `routes.yaml` (which reloads with the policies).
+    pub routes: Vec<RouteConfig>,
+    /// Entity type names requests are built with, parsed once.
+    pub type_names: crate::mapping::TypeNames,
 }
 
 impl PolicyStore {
-    /// Loads and validates a policy folder; `routes` are checked against
-    /// the schema's actions.
+    /// Loads and validates a policy folder. `routes` (from the config) and
+    /// the folder's `routes.yaml` are checked against the schema's actions.
     pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
@@ -90,7 +97,11 @@ impl PolicyStore {
         }
         validate(&policies, &schema, &origins, &files)?;
         let deny_annotations = annotations::read(&policies, &origins)?;
-        check_routes(routes, &schema)?;
+        let mut routes = routes.to_vec();
+        if let Some((path, text)) = files.routes() {
+            routes.extend(routes_file::read(path, text)?);
+        }
+        check_routes(&routes, &schema)?;
         let entities = files.entities(&schema)?;
         Ok(Self {
             policy_count: policies.policies().count() + policies.templates().count(),
@@ -103,6 +114,12 @@ impl PolicyStore {
             origins,
             loaded_at: SystemTime::now(),
             dir: dir.to_owned(),
+            type_names: crate::mapping::TypeNames::new(
+                routes
+                    .iter()
+                    .filter_map(|r| Some(r.resource.as_ref()?.entity_type.as_str())),
+            ),
+            routes,
         })
     }
 
@@ -162,15 +179,19 @@ fn assign_ids(parsed: &PolicySet, path: &Path, text: &str) -> Vec<((PolicyId, Po
     let templates = parsed
         .templates()
         .map(|t| (t.id().clone(), t.annotation("id")));
+    let lines = files::PolicyLines::scan(text);
     let mut seen_unnamed = 0usize;
     statics
         .chain(templates)
         .map(|(parsed_id, annotated)| {
             let line = match annotated {
-                Some(id) => line_of(text, &format!("@id(\"{id}\")")),
+                // An id with escapes is spelt differently in the text.
+                Some(id) => lines
+                    .of_id(id)
+                    .unwrap_or_else(|| line_of(text, &format!("@id(\"{id}\")"))),
                 None => {
                     seen_unnamed += 1;
-                    files::nth_policy_line(text, seen_unnamed)
+                    lines.of_unnamed(seen_unnamed).unwrap_or(1)
                 }
             };
             let id = annotated.map_or_else(|| format!("{file}:{line}"), str::to_owned);

@@ -163,12 +163,12 @@ enum Loaded {
     Failed(Option<String>, LoadError),
 }
 
-/// Loads a folder on a blocking thread unless its content hash is one of
+/// Loads a folder on the loader thread unless its content hash is one of
 /// `skip` (the serving version, or a version that already failed).
 async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>; 2]) -> Loaded {
     let owned = dir.to_owned();
     let routes = shared.config.request.routes.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    let task = crate::policy::loader::run(move || {
         let version = match PolicyStore::version_of(&owned) {
             Ok(version) => version,
             Err(error) => return Loaded::Failed(None, error),
@@ -181,8 +181,8 @@ async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>
             Err(error) => Loaded::Failed(Some(version), error),
         }
     });
-    task.await.unwrap_or_else(|join| {
-        let reason = format!("loader stopped: {join}");
+    task.await.unwrap_or_else(|| {
+        let reason = "the policy loader thread stopped".to_owned();
         Loaded::Failed(
             None,
             LoadError::Io {

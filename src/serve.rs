@@ -29,10 +29,20 @@ const HEALTH_SERVICES: &[&str] = &[
 /// the keys arrive.
 const KEYS_WAIT: Duration = Duration::from_secs(5);
 
+/// Loads a policy folder on the loader thread, as every reload does.
+async fn load(
+    dir: &std::path::Path,
+    routes: &[crate::request::routes::RouteConfig],
+) -> anyhow::Result<PolicyStore> {
+    let (dir, routes) = (dir.to_owned(), routes.to_vec());
+    let loaded = crate::policy::loader::run(move || PolicyStore::load(&dir, &routes)).await;
+    Ok(loaded.ok_or_else(|| anyhow::anyhow!("the policy loader thread stopped"))??)
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let store = PolicyStore::load(&config.policy_dir, &config.request.routes)?;
+    let store = load(&config.policy_dir, &config.request.routes).await?;
     crate::metrics::policy_loaded(&store.version, store.policy_count, false);
     tracing::info!(
         policy_set.version = %store.version,
@@ -43,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let drain = Duration::from_millis(config.shutdown_drain_ms);
     let shadow = match &config.shadow_policy_dir {
-        Some(dir) => Some(PolicyStore::load(dir, &config.request.routes)?),
+        Some(dir) => Some(load(dir, &config.request.routes).await?),
         None => None,
     };
     let shared = Shared::with_shadow(config, store, shadow);

@@ -1041,6 +1041,7 @@ fn policies_config_map_holds_exactly_the_policy_files() {
             || name.ends_with(".cedarschema")
             || name == "entities.json"
             || name == "links.yaml"
+            || name == "routes.yaml"
         {
             files.insert(name, std::fs::read_to_string(&path).unwrap());
         }

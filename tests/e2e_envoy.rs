@@ -32,9 +32,14 @@ struct Stack {
 
 impl Stack {
     fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// As [`Stack::start`], with the bundled config patched (YAML).
+    fn start_with(patch: &str) -> Self {
         let pki = TestPki::generate();
         let upstream = Upstream::start();
-        let server = Server::bundled();
+        let server = Server::bundled_with(patch);
         let envoy = Envoy::builder("envoy.yaml")
             .port(CEDAR_PORT, server.grpc_port())
             .port(UPSTREAM_PORT, upstream.port())
@@ -559,6 +564,54 @@ fn per_route_context_extensions_reach_the_server() {
     assert_denied(&response, 401);
     let decision = s.server.wait_decision_for_path("/billing/x");
     assert_eq!(decision["dry_run"], false);
+}
+
+/// A copy of the bundled policies with one more policy, as a shadow set.
+fn shadow_set_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("shadow.cedar"), extra).unwrap();
+    dir
+}
+
+#[test]
+fn shadow_set_disagreement_is_logged_never_enforced() {
+    // The candidate set forbids every DELETE; the enforced set lets an
+    // admin delete. Live traffic shows the difference before a rollout.
+    let shadow = shadow_set_with(
+        "@id(\"candidate-no-deletes\")\nforbid(principal, action == Action::\"DELETE\", resource);\n",
+    );
+    let patch = format!("shadow_policy_dir: {}", shadow.path().display());
+    let s = Stack::start_with(&patch);
+    let request = || HttpRequest::new("DELETE", "/app/notes/1");
+    let response = s.as_user("ada", "admins,staff", request());
+    assert_eq!(
+        response.status,
+        200,
+        "enforced set decides: {}",
+        response.text()
+    );
+    let decision = s.server.wait_decision_for_path("/app/notes/1");
+    assert_eq!(decision["decision"], "allow");
+    let disagreement = s.server.wait_for_event("shadow disagreement");
+    assert_eq!(disagreement["shadow.decision"], "deny");
+    assert_eq!(disagreement["shadow.policies"], "candidate-no-deletes");
+
+    // Where both sets agree (a public read), nothing is reported.
+    assert_eq!(s.anonymous(HttpRequest::get("/public/agreed")).status, 200);
+    s.barrier();
+    let reports = s
+        .server
+        .events()
+        .into_iter()
+        .filter(|e| e["message"] == "shadow disagreement")
+        .count();
+    assert_eq!(reports, 1, "{}", s.server.dump());
 }
 
 #[test]

@@ -135,6 +135,43 @@ async fn vanished_folder_keeps_serving_and_is_reported() {
     assert!(shared.status.last_error().is_some());
 }
 
+#[tokio::test]
+async fn route_table_reloads_with_the_policies_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = "@id(\"get\")\npermit(principal, action == Action::\"GET\", resource);\n\
+                    @id(\"doc\")\npermit(principal, action == Action::\"document.read\", resource);\n";
+    write_set(dir.path(), policies);
+    let shared = shared_for(dir.path());
+    let _watcher = reload::spawn(shared.clone()).unwrap();
+    assert_eq!(policies_of(&shared), ["get"]);
+
+    // A route makes `GET /x` the named action: the watcher picks it up.
+    let routes = dir.path().join("routes.yaml");
+    let route = "routes:\n  - path: /x\n    action: document.read\n";
+    std::fs::write(&routes, route).unwrap();
+    wait_for(&shared, &["doc"]).await;
+    let version = shared.store.load().version.clone();
+
+    // A route to an action the schema lacks is refused, with its file.
+    std::fs::write(&routes, "routes:\n  - path: /x\n    action: nope\n").unwrap();
+    assert!(!reload::reload(&shared).await);
+    assert_eq!(policies_of(&shared), ["doc"]);
+    assert_eq!(shared.store.load().version, version);
+    let error = shared.status.last_error().expect("failure is reported");
+    assert!(error.contains("nope"), "{error}");
+
+    // An unknown key is refused with the file and line.
+    std::fs::write(&routes, "routes:\n  - path: /x\n    actoin: GET\n").unwrap();
+    assert!(!reload::reload(&shared).await);
+    let error = shared.status.last_error().expect("failure is reported");
+    assert!(error.contains("routes.yaml:3"), "{error}");
+    assert_eq!(policies_of(&shared), ["doc"]);
+
+    std::fs::remove_file(&routes).unwrap();
+    assert!(reload::reload(&shared).await);
+    assert_eq!(policies_of(&shared), ["get"]);
+}
+
 /// Lays out a folder the way the kubelet mounts a ConfigMap.
 fn configmap_swap(root: &Path, generation: u32, policies: &str) {
     let data = root.join(format!("..2026_{generation}"));

@@ -45,7 +45,7 @@ pub fn build(
     push(
         &mut pairs,
         "time",
-        RestrictedExpression::new_datetime(datetime(facts.time)),
+        super::extension::datetime(datetime(facts.time)),
     );
     push(&mut pairs, "identity_source", string(identity.source()));
     push(
@@ -107,11 +107,7 @@ fn peer_pairs(
     peer: Option<&Workload>,
 ) -> Result<(), MappingError> {
     if let Some(address) = facts.source_address {
-        push(
-            pairs,
-            "source_ip",
-            RestrictedExpression::new_ip(address.ip().to_string()),
-        );
+        push(pairs, "source_ip", super::extension::ip(address.ip()));
     }
     if let Some(sni) = &facts.sni {
         push(pairs, "sni", string(sni));
@@ -131,18 +127,18 @@ fn peer_pairs(
     Ok(())
 }
 
-/// Formats a time as Cedar's `datetime` literal, to the millisecond, UTC.
+/// Formats a time as Cedar's `datetime` literal, to the second, UTC:
+/// finer is no use to a policy and would defeat the value cache.
 pub fn datetime(time: SystemTime) -> String {
     let at = time::OffsetDateTime::from(time);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         at.year(),
         u8::from(at.month()),
         at.day(),
         at.hour(),
         at.minute(),
         at.second(),
-        at.millisecond()
     )
 }
 
@@ -153,6 +149,6 @@ mod tests {
     #[test]
     fn datetime_is_cedar_literal_form() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
-        assert_eq!(datetime(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(datetime(t), "2023-11-14T22:13:20Z");
     }
 }

@@ -59,5 +59,5 @@ fn time(secs: i64) -> Option<RestrictedExpression> {
         .ok()
         .filter(|s| *s <= LAST_DATETIME_SECS as u64)?;
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-    Some(RestrictedExpression::new_datetime(datetime(at)))
+    Some(super::extension::datetime(datetime(at)))
 }

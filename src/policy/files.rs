@@ -6,6 +6,7 @@
 //! are followed. Everything is read first, so a half-written folder fails
 //! as a whole instead of mixing old and new files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cedar_policy::{Entities, Schema};
@@ -17,6 +18,7 @@ use super::{LoadError, REQUEST_TYPES};
 const SCHEMA_FILE: &str = "schema.cedarschema";
 const ENTITIES_FILE: &str = "entities.json";
 const LINKS_FILE: &str = "links.yaml";
+const ROUTES_FILE: &str = "routes.yaml";
 
 /// The text of every file of one policy folder.
 #[derive(Debug)]
@@ -25,10 +27,12 @@ pub struct PolicyDir {
     policies: Vec<(PathBuf, String)>,
     entities: Option<(PathBuf, String)>,
     links: Option<(PathBuf, String)>,
+    routes: Option<(PathBuf, String)>,
 }
 
 impl PolicyDir {
-    /// Reads the schema, the `.cedar` files (in name order) and entities.
+    /// Reads the schema, the `.cedar` files (in name order), entities,
+    /// links and routes.
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
         let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, &e))?;
         let mut names: Vec<String> = Vec::new();
@@ -59,6 +63,7 @@ impl PolicyDir {
             policies,
             entities: optional(ENTITIES_FILE)?,
             links: optional(LINKS_FILE)?,
+            routes: optional(ROUTES_FILE)?,
         })
     }
 
@@ -84,11 +89,17 @@ impl PolicyDir {
         self.links.as_ref()
     }
 
+    /// The route table file, if there is one.
+    pub fn routes(&self) -> Option<&(PathBuf, String)> {
+        self.routes.as_ref()
+    }
+
     /// The text of one file read here.
     pub fn text(&self, path: &Path) -> Option<&str> {
         self.policies
             .iter()
             .chain(&self.links)
+            .chain(&self.routes)
             .find(|(p, _)| p == path)
             .map(|(_, text)| text.as_str())
     }
@@ -124,7 +135,8 @@ impl PolicyDir {
         let all = std::iter::once(&self.schema)
             .chain(&self.policies)
             .chain(&self.entities)
-            .chain(&self.links);
+            .chain(&self.links)
+            .chain(&self.routes);
         for (path, text) in all {
             let name = path.file_name().unwrap_or_default();
             hash.update(name.as_encoded_bytes());
@@ -200,26 +212,64 @@ pub fn line_of(text: &str, needle: &str) -> usize {
     text.find(needle).map_or(1, |offset| line_at(text, offset))
 }
 
-/// Line where the `n`th (1-based) policy without an `@id` starts: the line
-/// of the `n`th `permit`/`forbid` keyword at the start of a line that is not
-/// preceded by an `@id` annotation.
-pub fn nth_policy_line(text: &str, n: usize) -> usize {
-    let mut count = 0;
-    let mut annotated = false;
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("@id(") {
-            annotated = true;
-        }
-        if trimmed.starts_with("permit") || trimmed.starts_with("forbid") {
-            if !annotated {
-                count += 1;
-                if count == n {
-                    return index + 1;
+/// Where the policies of one `.cedar` file start, found in one pass (a
+/// search per policy would make loading quadratic in the file's size).
+#[derive(Debug, Default)]
+pub struct PolicyLines {
+    /// `@id("…")` annotation text → line of its first occurrence.
+    ids: HashMap<String, usize>,
+    /// Lines of the `permit`/`forbid` keywords (at the start of a line)
+    /// of policies without an `@id` annotation, in order.
+    unnamed: Vec<usize>,
+}
+
+impl PolicyLines {
+    pub fn scan(text: &str) -> Self {
+        let mut lines = Self::default();
+        let mut annotated = false;
+        for (index, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if let Some(rest) = trimmed.strip_prefix("@id(\"") {
+                annotated = true;
+                if let Some(end) = rest.find("\")") {
+                    lines.ids.entry(rest[..end].to_owned()).or_insert(index + 1);
                 }
             }
-            annotated = false;
+            if trimmed.starts_with("permit") || trimmed.starts_with("forbid") {
+                if !annotated {
+                    lines.unnamed.push(index + 1);
+                }
+                annotated = false;
+            }
         }
+        lines
     }
-    1
+
+    /// Line of the policy annotated `@id("<id>")`, if found.
+    pub fn of_id(&self, id: &str) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    /// Line where the `n`th (1-based) policy without an `@id` starts.
+    pub fn of_unnamed(&self, n: usize) -> Option<usize> {
+        self.unnamed.get(n.checked_sub(1)?).copied()
+    }
+}
+
+/// `<key>: <value>` lines of a YAML file (value unquoted) → line of the
+/// first occurrence, found in one pass.
+pub fn yaml_value_lines(text: &str, key: &str) -> HashMap<String, usize> {
+    let mut found = HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let Some(value) = trimmed
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(':'))
+        else {
+            continue;
+        };
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        found.entry(value.to_owned()).or_insert(index + 1);
+    }
+    found
 }

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, SlotId};
 use serde::Deserialize;
 
-use super::files::line_of;
+use super::files::{line_of, yaml_value_lines};
 use super::{LoadError, Origins};
 
 /// The links file.
@@ -56,8 +56,13 @@ pub fn apply(
         line: e.location().map_or(1, |l| l.line()),
         reason: e.to_string(),
     })?;
+    let lines = yaml_value_lines(text, "id");
+    let mut types = HashMap::new();
     for link in file.links {
-        let line = line_of(text, &link.id);
+        let line = lines
+            .get(&link.id)
+            .copied()
+            .unwrap_or_else(|| line_of(text, &link.id));
         let fail = |reason: String| LoadError::Policy {
             path: path.to_owned(),
             line,
@@ -71,10 +76,10 @@ pub fn apply(
         }
         let mut slots = HashMap::new();
         if let Some(p) = &link.principal {
-            slots.insert(SlotId::principal(), uid(p).map_err(&fail)?);
+            slots.insert(SlotId::principal(), uid(p, &mut types).map_err(&fail)?);
         }
         if let Some(r) = &link.resource {
-            slots.insert(SlotId::resource(), uid(r).map_err(&fail)?);
+            slots.insert(SlotId::resource(), uid(r, &mut types).map_err(&fail)?);
         }
         set.link(PolicyId::new(&link.template), id.clone(), slots)
             .map_err(|e| fail(e.to_string()))?;
@@ -83,9 +88,21 @@ pub fn apply(
     Ok(())
 }
 
-fn uid(entity: &EntityRef) -> Result<EntityUid, String> {
-    let type_name = EntityTypeName::from_str(&entity.entity_type)
-        .map_err(|e| format!("type `{}`: {e}", entity.entity_type))?;
+/// The entity of a slot. Type names are parsed once per file: Cedar's
+/// parser is slow enough to matter at thousands of links.
+fn uid(
+    entity: &EntityRef,
+    types: &mut HashMap<String, EntityTypeName>,
+) -> Result<EntityUid, String> {
+    let type_name = match types.get(&entity.entity_type) {
+        Some(parsed) => parsed.clone(),
+        None => {
+            let parsed = EntityTypeName::from_str(&entity.entity_type)
+                .map_err(|e| format!("type `{}`: {e}", entity.entity_type))?;
+            types.insert(entity.entity_type.clone(), parsed.clone());
+            parsed
+        }
+    };
     Ok(EntityUid::from_type_name_and_id(
         type_name,
         EntityId::new(&entity.id),

@@ -433,6 +433,16 @@ impl Server {
         })
     }
 
+    /// Waits for the first log event whose message is `message`.
+    pub fn wait_for_event(&self, message: &str) -> Value {
+        let found = self.stdout.wait_for(TIMEOUT, |lines| {
+            parse_events(lines)
+                .into_iter()
+                .find(|e| e["message"] == message)
+        });
+        found.unwrap_or_else(|| panic!("no `{message}` event within {TIMEOUT:?}\n{}", self.dump()))
+    }
+
     /// Waits for the decision of the request whose canonical path
     /// (`http.path`) is `path`.
     pub fn wait_decision_for_path(&self, path: &str) -> Value {
