@@ -18,7 +18,7 @@ RUN cargo build --release --locked --bin cedar-ext-authz
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/cedar-ext-authz /usr/local/bin/cedar-ext-authz
 COPY k8s/base/config.yaml /etc/cedar-ext-authz/config.yaml
-COPY policies/schema.cedarschema policies/*.cedar policies/entities.json /etc/cedar-ext-authz/policies/
+COPY policies/schema.cedarschema policies/*.cedar policies/entities.json policies/links.yaml policies/routes.yaml /etc/cedar-ext-authz/policies/
 USER 65532:65532
 EXPOSE 9191 9192
 ENTRYPOINT ["/usr/local/bin/cedar-ext-authz", "serve"]

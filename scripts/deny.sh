@@ -4,7 +4,9 @@
 # Advisories need the RustSec database from GitHub, which the build
 # machines cannot reach: run `scripts/deny.sh advisories` where it is.
 #
-# cargo-deny is installed, pinned, into .tools/cargo/ on first use.
+# cargo-deny is installed, pinned, into .tools/cargo/ on first use. Only
+# errors are printed; `.tools/cargo/bin/cargo-deny deny check bans` lists
+# the duplicate versions too.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +23,7 @@ checks=("$@")
 if ((${#checks[@]} == 0)); then
     checks=(licenses bans sources)
 fi
-"$bin" deny --log-level warn check "${checks[@]}"
+"$bin" deny --log-level error check "${checks[@]}"
 # The fuzz crate is outside the workspace; its dependencies ship nowhere
 # but are still held to the same sources.
-"$bin" deny --log-level warn --manifest-path fuzz/Cargo.toml check sources
+"$bin" deny --log-level error --manifest-path fuzz/Cargo.toml check sources

@@ -1530,6 +1530,31 @@ fn dockerfile_builds_locked_and_runs_non_root_on_the_served_ports() {
         }
     }
 
+    // The image serves the same policy set as the ConfigMap: every file the
+    // policies kustomization lists is copied.
+    let copied: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .collect();
+    let kustomization =
+        std::fs::read_to_string(repo().join("policies/kustomization.yaml")).unwrap();
+    let listed = kustomization
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .filter(|name| name.contains('.'));
+    for name in listed {
+        let path = format!("policies/{name}");
+        let covered = copied.iter().any(|source| match source.split_once('*') {
+            None => *source == path,
+            Some((prefix, suffix)) => path.starts_with(prefix) && path.ends_with(suffix),
+        });
+        assert!(
+            covered,
+            "the Dockerfile does not copy {path}, which the ConfigMap holds"
+        );
+    }
+
     let ignored = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
     let ignored: BTreeSet<&str> = ignored.lines().map(str::trim).collect();
     for entry in ["target", ".tools", ".git"] {
