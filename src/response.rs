@@ -190,4 +190,28 @@ mod tests {
     fn control_characters_never_reach_a_header_value() {
         assert_eq!(sanitize("ali\u{7}ce\r\n"), "ali%07ce%0D%0A");
     }
+
+    /// Field cases 17(c) and 18: an internal fault (here: a request that
+    /// could not be mapped) is an explicit deny inside a gRPC OK, with an
+    /// HTTP status, never a gRPC error or a status-less deny.
+    #[test]
+    fn internal_fault_is_an_explicit_deny_with_an_http_status() {
+        let outcome = crate::authorize::Outcome {
+            facts: None,
+            identity: None,
+            cedar: None,
+            refusal: None,
+            raw: None,
+            fault: Some("cannot build entity".into()),
+            decision: crate::decision::Decision::internal(),
+            version: "v".into(),
+            micros: 0,
+        };
+        let response = build(&outcome, &Config::default(), false);
+        assert_eq!(response.status.map(|s| s.code), Some(7));
+        let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+            panic!("an HTTP deny is expected");
+        };
+        assert_eq!(denied.status.map(|s| s.code), Some(403));
+    }
 }
