@@ -3,8 +3,8 @@
 //!
 //! - Export is planned from the `telemetry:` config and the standard
 //!   `OTEL_*` variables ([`ExportPlan`]); with no endpoint anywhere it is
-//!   off and no OpenTelemetry layer is installed, so a Check costs one
-//!   plain `tracing` span and a look at the trace headers.
+//!   off and no OpenTelemetry layer is installed, so a Check builds no
+//!   span at all, only a look at the trace headers.
 //! - Spans go through the SDK's batch processor: ending a span is a
 //!   non-blocking hand-off to a bounded queue (full queue: the span is
 //!   dropped, never the decision delayed); a background thread exports.
@@ -39,6 +39,11 @@ pub const DEFAULT_SERVICE_NAME: &str = env!("CARGO_PKG_NAME");
 
 /// Whether spans are exported (an OpenTelemetry layer is installed).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported; without export a Check needs no span at all.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 thread_local! {
     /// The caller's trace id while a Check runs without export, so the

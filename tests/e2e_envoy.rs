@@ -46,7 +46,7 @@ impl Stack {
             .certs(pki.dir())
             .start();
         envoy.warm_up(&HttpRequest::get("/public/warm-up"), 200);
-        Self {
+        let stack = Self {
             gateway: pki.client(GATEWAY_SPIFFE_ID),
             untrusted: pki.client(UNTRUSTED_SPIFFE_ID),
             pki,
@@ -54,7 +54,12 @@ impl Stack {
             server,
             envoy,
             barriers: AtomicUsize::new(0),
-        }
+        };
+        // The decision log is written asynchronously: a barrier request
+        // settles it (the warm-up's events included), so tests that count
+        // decisions start from a settled log.
+        stack.barrier();
+        stack
     }
 
     /// Sends on the plain listener: no certificate, an anonymous client.
