@@ -102,6 +102,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         untrusted_headers.clone(),
     );
     let loads = Family::<ResultLabels, Counter>::default();
+    // Every result exists from the start at 0, so that `increase()` sees
+    // the first failure (a series born at 1 looks unchanged).
+    for result in ["load_ok", "reload_ok", "failed"] {
+        let _ = loads.get_or_create(&ResultLabels { result });
+    }
     registry.register(
         "policy_loads",
         "Policy set loads and reloads by result",
@@ -267,6 +272,14 @@ pub fn render() -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &METRICS.registry);
     text
+}
+
+/// Creates both shadow comparison series at 0; called once when a shadow
+/// policy set is configured, so the family exists only then.
+pub fn shadow_enabled() {
+    for result in ["agree", "disagree"] {
+        let _ = METRICS.shadow.get_or_create(&ResultLabels { result });
+    }
 }
 
 /// Counts one shadow comparison.

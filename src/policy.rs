@@ -181,14 +181,18 @@ fn assign_ids(parsed: &PolicySet, path: &Path, text: &str) -> Vec<((PolicyId, Po
         .map(|t| (t.id().clone(), t.annotation("id")));
     let lines = files::PolicyLines::scan(text);
     let mut seen_unnamed = 0usize;
+    let mut seen_ids: HashMap<&str, usize> = HashMap::new();
     statics
         .chain(templates)
         .map(|(parsed_id, annotated)| {
             let line = match annotated {
                 // An id with escapes is spelt differently in the text.
-                Some(id) => lines
-                    .of_id(id)
-                    .unwrap_or_else(|| line_of(text, &format!("@id(\"{id}\")"))),
+                Some(id) => {
+                    let seen = seen_ids.entry(id).or_default();
+                    let line = lines.of_id(id, *seen);
+                    *seen += 1;
+                    line.unwrap_or_else(|| line_of(text, &format!("@id(\"{id}\")")))
+                }
                 None => {
                     seen_unnamed += 1;
                     lines.of_unnamed(seen_unnamed).unwrap_or(1)

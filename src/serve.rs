@@ -56,6 +56,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(dir) => Some(load(dir, &config.request.routes).await?),
         None => None,
     };
+    if shadow.is_some() {
+        crate::metrics::shadow_enabled();
+    }
     let shared = Shared::with_shadow(config, store, shadow);
     let _watcher = crate::reload::spawn(shared.clone())?;
     // Assertion keys load and refresh off the request path.

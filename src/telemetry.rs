@@ -56,9 +56,10 @@ pub fn init_with_export(
     for warning in &plan.warnings {
         tracing::warn!(warning = %warning, "telemetry setting ignored");
     }
+    let off = || "off".to_owned();
     tracing::info!(
-        traces = plan.traces.as_ref().map(describe),
-        metrics = plan.metrics.as_ref().map(describe),
+        traces = plan.traces.as_ref().map_or_else(off, describe),
+        metrics = plan.metrics.as_ref().map_or_else(off, describe),
         "opentelemetry export"
     );
     Ok(guard)
@@ -151,6 +152,7 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
     // A refusal before the facts were read still names what was asked, from
     // the raw (shortened, unnormalised) values.
     let raw = outcome.raw.as_ref();
+    let network = facts.is_some_and(|f| f.kind == crate::request::Kind::Network);
     let (trace_id, span_id) = crate::otel::ids();
     macro_rules! event {
         ($msg:literal) => {
@@ -159,7 +161,8 @@ pub fn record_decision(outcome: &Outcome, dry_run: bool) {
                 decision = if d.is_allow() { "allow" } else { "deny" },
                 deny.kind = d.deny.map(|k| k.as_str()),
                 dry_run,
-                http.status = d.http_status,
+                // A network check's answer has no HTTP part.
+                http.status = (!network).then_some(d.http_status),
                 policies = %d.policies.join(","),
                 errors = %d.errors.join("; "),
                 refusal = outcome.refusal.as_deref().or(outcome.fault.as_deref()),

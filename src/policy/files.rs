@@ -216,8 +216,8 @@ pub fn line_of(text: &str, needle: &str) -> usize {
 /// search per policy would make loading quadratic in the file's size).
 #[derive(Debug, Default)]
 pub struct PolicyLines {
-    /// `@id("…")` annotation text → line of its first occurrence.
-    ids: HashMap<String, usize>,
+    /// `@id("…")` annotation text → lines of its occurrences, in order.
+    ids: HashMap<String, Vec<usize>>,
     /// Lines of the `permit`/`forbid` keywords (at the start of a line)
     /// of policies without an `@id` annotation, in order.
     unnamed: Vec<usize>,
@@ -232,7 +232,8 @@ impl PolicyLines {
             if let Some(rest) = trimmed.strip_prefix("@id(\"") {
                 annotated = true;
                 if let Some(end) = rest.find("\")") {
-                    lines.ids.entry(rest[..end].to_owned()).or_insert(index + 1);
+                    let id = rest[..end].to_owned();
+                    lines.ids.entry(id).or_default().push(index + 1);
                 }
             }
             if trimmed.starts_with("permit") || trimmed.starts_with("forbid") {
@@ -245,9 +246,10 @@ impl PolicyLines {
         lines
     }
 
-    /// Line of the policy annotated `@id("<id>")`, if found.
-    pub fn of_id(&self, id: &str) -> Option<usize> {
-        self.ids.get(id).copied()
+    /// Line of the `n`th (0-based) policy annotated `@id("<id>")`: a
+    /// duplicate id is reported at its own line, not the first one's.
+    pub fn of_id(&self, id: &str, n: usize) -> Option<usize> {
+        self.ids.get(id)?.get(n).copied()
     }
 
     /// Line where the `n`th (1-based) policy without an `@id` starts.

@@ -51,6 +51,19 @@ fn validation_error_names_policy_id_and_line() {
 }
 
 #[test]
+fn duplicate_id_in_one_file_names_both_lines() {
+    let text = "@id(\"same\")\npermit(principal, action, resource);\n\n\
+                @id(\"same\")\nforbid(principal, action, resource);\n";
+    let dir = folder(&[("a.cedar", text)]);
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("a.cedar:4: policy `same`: duplicate id, first used at")
+            && err.ends_with("a.cedar:1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn duplicate_ids_across_files_are_refused() {
     let p = "@id(\"same\")\npermit(principal, action, resource);\n";
     let dir = folder(&[("a.cedar", p), ("b.cedar", p)]);
