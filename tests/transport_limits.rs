@@ -11,66 +11,33 @@
     reason = "test code"
 )]
 
+mod observability;
 mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::r#type::v3::HttpStatus;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+use observability::{http_check, http_status, send_check};
 use support::Server;
 
 /// A POST with a body of `size` bytes, as Envoy sends it with
 /// `with_request_body`.
 fn upload(size: usize) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "POST".into(),
-                    host: "app.example.test".into(),
-                    path: "/app/upload".into(),
-                    body: "x".repeat(size),
-                    size: i64::try_from(size).unwrap(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    let mut request = http_check("POST", "/app/upload", "app.example.test", &[]);
+    let attrs = request.attributes.as_mut().unwrap();
+    let http = attrs.request.as_mut().unwrap().http.as_mut().unwrap();
+    http.body = "x".repeat(size);
+    http.size = i64::try_from(size).unwrap();
+    request
 }
 
-/// The gRPC code in the CheckResponse and the denied HTTP status.
-fn verdict(server: &Server, request: CheckRequest) -> Result<(i32, u32), tonic::Status> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(send(server, request))
-}
-
-async fn send(server: &Server, request: CheckRequest) -> Result<(i32, u32), tonic::Status> {
-    let endpoint = format!("http://{}", server.grpc_addr());
-    let mut client = AuthorizationClient::connect(endpoint)
-        .await
-        .unwrap()
-        .max_encoding_message_size(usize::MAX);
-    let response = client.check(request).await?.into_inner();
-    let code = response.status.map_or(-1, |s| s.code);
-    let http = match response.http_response {
-        Some(
-            envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::DeniedResponse(
-                d,
-            ),
-        ) => d
-            .status
-            .map_or(0, |s: HttpStatus| u32::try_from(s.code).unwrap_or(0)),
-        _ => 0,
-    };
-    Ok((code, http))
+/// The gRPC code in the CheckResponse and the HTTP status it gives; a
+/// transport error fails the test inside `send_check`.
+fn verdict(server: &Server, request: CheckRequest) -> (i32, i32) {
+    let response = send_check(server.grpc_addr(), request, &[]);
+    let code = response.status.as_ref().map_or(-1, |s| s.code);
+    (code, http_status(&response))
 }
 
 #[test]
@@ -79,15 +46,13 @@ fn check_request_larger_than_tonic_default_is_decided() {
     // 4.5 MB: over tonic's 4 MiB default decode limit, under the configured
     // 8 MiB. Anonymous writes are refused by policy with 401, so a decision
     // (not a transport error) is what proves the message was read.
-    let got = verdict(&server, upload(4_500_000));
-    assert_eq!(got.unwrap(), (16, 401));
+    assert_eq!(verdict(&server, upload(4_500_000)), (16, 401));
 }
 
 #[test]
 fn check_request_over_the_configured_limit_is_a_413_deny_not_an_error() {
     let server = Server::bundled();
-    let got = verdict(&server, upload(9 * 1024 * 1024));
-    assert_eq!(got.unwrap(), (7, 413));
+    assert_eq!(verdict(&server, upload(9 * 1024 * 1024)), (7, 413));
 }
 
 #[test]

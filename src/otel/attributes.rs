@@ -1,8 +1,6 @@
 //! The decision as span attributes, after OpenTelemetry's rpc and http
 //! semantic conventions plus `cedar.*` attributes.
 
-use std::sync::atomic::Ordering;
-
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use tracing::Span;
@@ -10,13 +8,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::authorize::Outcome;
 
-use super::EXPORTING;
+use super::exporting;
 
 /// Puts the decision on the exported span: the checked request's HTTP
 /// attributes, the Cedar request and answer, and an error status for a
 /// fault (mapping failure or evaluation errors; a deny is not an error).
 pub fn record_outcome(span: &Span, outcome: &Outcome, dry_run: bool) {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return;
     }
     let cx = span.context();

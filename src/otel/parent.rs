@@ -3,7 +3,6 @@
 //! trace and span ids the decision log carries.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
 
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -12,7 +11,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{EXPORTING, REMOTE_TRACE};
+use super::{exporting, REMOTE_TRACE};
 
 /// Where the parent of a Check span came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +226,7 @@ pub fn adopt(span: &Span, parent: Option<&Parent>) -> ParentGuard {
     let trace = parent.map(|p| p.context.trace_id());
     let previous = REMOTE_TRACE.with(|cell| cell.replace(trace));
     if let Some(parent) = parent {
-        if EXPORTING.load(Ordering::Relaxed) {
+        if exporting() {
             let cx = opentelemetry::Context::new().with_remote_span_context(parent.context.clone());
             // Fails only without the layer or once the span started.
             let _ = span.set_parent(cx);
@@ -250,7 +249,7 @@ pub fn span_id() -> Option<String> {
 /// Trace id and span id for the decision log. The span id is given only
 /// for a sampled span, so that it names a span the backend has.
 pub fn ids() -> (Option<String>, Option<String>) {
-    if EXPORTING.load(Ordering::Relaxed) {
+    if exporting() {
         let cx = Span::current().context();
         let span = cx.span();
         let context = span.span_context();

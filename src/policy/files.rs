@@ -258,6 +258,16 @@ impl PolicyLines {
     }
 }
 
+/// Parses a YAML file of the folder (links, routes) into its typed form;
+/// an error names the file and line.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, LoadError> {
+    serde_yaml_ng::from_str(text).map_err(|e| LoadError::Syntax {
+        path: path.to_owned(),
+        line: e.location().map_or(1, |l| l.line()),
+        reason: e.to_string(),
+    })
+}
+
 /// `<key>: <value>` lines of a YAML file (value unquoted) → line of the
 /// first occurrence, found in one pass.
 pub fn yaml_value_lines(text: &str, key: &str) -> HashMap<String, usize> {

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 
-use cedar_policy::{EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, SlotId};
+use cedar_policy::{EntityUid, PolicyId, PolicySet, SlotId};
 use serde::Deserialize;
 
-use super::files::{line_of, yaml_value_lines};
+use super::files::{line_of, parse_yaml, yaml_value_lines};
 use super::{LoadError, Origins};
+use crate::mapping::{MappingError, TypeNames};
 
 /// The links file.
 #[derive(Debug, Deserialize)]
@@ -51,13 +51,12 @@ pub fn apply(
     path: &Path,
     text: &str,
 ) -> Result<(), LoadError> {
-    let file: LinksFile = serde_yaml_ng::from_str(text).map_err(|e| LoadError::Syntax {
-        path: path.to_owned(),
-        line: e.location().map_or(1, |l| l.line()),
-        reason: e.to_string(),
-    })?;
+    let file: LinksFile = parse_yaml(path, text)?;
     let lines = yaml_value_lines(text, "id");
-    let mut types = HashMap::new();
+    // Every type the file names, parsed once: Cedar's parser is slow enough
+    // to matter at thousands of links.
+    let named = file.links.iter().flat_map(|l| [&l.principal, &l.resource]);
+    let types = TypeNames::new(named.flatten().map(|e| e.entity_type.as_str()));
     for link in file.links {
         let line = lines
             .get(&link.id)
@@ -76,10 +75,10 @@ pub fn apply(
         }
         let mut slots = HashMap::new();
         if let Some(p) = &link.principal {
-            slots.insert(SlotId::principal(), uid(p, &mut types).map_err(&fail)?);
+            slots.insert(SlotId::principal(), uid(p, &types).map_err(&fail)?);
         }
         if let Some(r) = &link.resource {
-            slots.insert(SlotId::resource(), uid(r, &mut types).map_err(&fail)?);
+            slots.insert(SlotId::resource(), uid(r, &types).map_err(&fail)?);
         }
         set.link(PolicyId::new(&link.template), id.clone(), slots)
             .map_err(|e| fail(e.to_string()))?;
@@ -88,23 +87,14 @@ pub fn apply(
     Ok(())
 }
 
-/// The entity of a slot. Type names are parsed once per file: Cedar's
-/// parser is slow enough to matter at thousands of links.
-fn uid(
-    entity: &EntityRef,
-    types: &mut HashMap<String, EntityTypeName>,
-) -> Result<EntityUid, String> {
-    let type_name = match types.get(&entity.entity_type) {
-        Some(parsed) => parsed.clone(),
-        None => {
-            let parsed = EntityTypeName::from_str(&entity.entity_type)
-                .map_err(|e| format!("type `{}`: {e}", entity.entity_type))?;
-            types.insert(entity.entity_type.clone(), parsed.clone());
-            parsed
-        }
-    };
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(&entity.id),
-    ))
+/// The entity of a slot; its id is taken exactly, never parsed.
+fn uid(entity: &EntityRef, types: &TypeNames) -> Result<EntityUid, String> {
+    types
+        .uid(&entity.entity_type, &entity.id)
+        .map_err(|e| match e {
+            MappingError::Entity { reason, .. } => {
+                format!("type `{}`: {reason}", entity.entity_type)
+            }
+            other => other.to_string(),
+        })
 }

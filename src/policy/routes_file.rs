@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::files::line_of;
+use super::files::{line_of, parse_yaml};
 use super::LoadError;
 use crate::request::routes::RouteConfig;
 
@@ -27,11 +27,7 @@ struct RoutesFile {
 /// Parses and checks the routes of `text` (the file at `path`); errors
 /// name the file and line.
 pub fn read(path: &Path, text: &str) -> Result<Vec<RouteConfig>, LoadError> {
-    let file: RoutesFile = serde_yaml_ng::from_str(text).map_err(|e| LoadError::Syntax {
-        path: path.to_owned(),
-        line: e.location().map_or(1, |l| l.line()),
-        reason: e.to_string(),
-    })?;
+    let file: RoutesFile = parse_yaml(path, text)?;
     for route in &file.routes {
         route.check().map_err(|reason| LoadError::Syntax {
             path: path.to_owned(),
