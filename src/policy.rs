@@ -14,6 +14,7 @@ pub mod index;
 mod links;
 pub mod loader;
 mod routes_file;
+mod statements;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,11 +92,11 @@ impl PolicyStore {
     pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
-        let (mut policies, mut origins) = parse_policies(&files)?;
+        let (mut policies, mut origins, bases) = parse_policies(&files)?;
         if let Some((path, text)) = files.links() {
             links::apply(&mut policies, &mut origins, path, text)?;
         }
-        validate(&policies, &schema, &origins, &files)?;
+        validate(&policies, &schema, &origins, &bases, &files)?;
         let deny_annotations = annotations::read(&policies, &origins)?;
         let mut routes = routes.to_vec();
         if let Some((path, text)) = files.routes() {
@@ -138,70 +139,104 @@ impl PolicyStore {
 
 type Origins = HashMap<PolicyId, (PathBuf, usize)>;
 
-/// Parses every `.cedar` file and gives each policy its `@id`, or
-/// `<file>:<line>` without one. Duplicate ids are an error.
-fn parse_policies(files: &PolicyDir) -> Result<(PolicySet, Origins), LoadError> {
+/// Byte offset, in its file, of the batch each policy was parsed from:
+/// Cedar's source spans count from there. Only needed while loading.
+type Bases = HashMap<PolicyId, usize>;
+
+/// Parses every `.cedar` file, a batch of statements at a time, and gives
+/// each policy its `@id`, or `<file>:<line>` without one. Duplicate ids are
+/// an error.
+fn parse_policies(files: &PolicyDir) -> Result<(PolicySet, Origins, Bases), LoadError> {
     let mut set = PolicySet::new();
     let mut origins = Origins::new();
+    let mut bases = Bases::new();
     for (path, text) in files.policy_files() {
-        let parsed = PolicySet::from_str(text).map_err(|e| LoadError::Syntax {
-            path: path.clone(),
-            line: files::first_label_line(&e, text),
-            reason: files::flatten(&e),
-        })?;
-        for (id, line) in assign_ids(&parsed, path, text) {
-            if let Some((first, first_line)) = origins.get(&id.1) {
-                return Err(LoadError::Policy {
+        let mut namer = Namer::new(path, text);
+        for range in statements::batches(text, statements::BATCH) {
+            let parsed =
+                PolicySet::from_str(&text[range.clone()]).map_err(|e| LoadError::Syntax {
                     path: path.clone(),
-                    line,
-                    id: id.1.to_string(),
-                    reason: format!(
-                        "duplicate id, first used at {}:{first_line}",
-                        first.display()
-                    ),
-                });
+                    line: files::label_line(&e, text, range.start).unwrap_or(1),
+                    reason: files::flatten(&e),
+                })?;
+            for ((parsed_id, id), line) in namer.name(&parsed) {
+                if let Some((first, first_line)) = origins.get(&id) {
+                    return Err(LoadError::Policy {
+                        path: path.clone(),
+                        line,
+                        id: id.to_string(),
+                        reason: format!(
+                            "duplicate id, first used at {}:{first_line}",
+                            first.display()
+                        ),
+                    });
+                }
+                add(&mut set, &parsed, &parsed_id, id.clone(), path, line)?;
+                bases.insert(id.clone(), range.start);
+                origins.insert(id, (path.clone(), line));
             }
-            add(&mut set, &parsed, &id.0, id.1.clone(), path, line)?;
-            origins.insert(id.1, (path.clone(), line));
         }
     }
-    Ok((set, origins))
+    Ok((set, origins, bases))
 }
 
-/// Pairs each parsed policy or template id with its final id and line.
-fn assign_ids(parsed: &PolicySet, path: &Path, text: &str) -> Vec<((PolicyId, PolicyId), usize)> {
-    let file = path
-        .file_name()
-        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    let statics = parsed
-        .policies()
-        .map(|p| (p.id().clone(), p.annotation("id")));
-    let templates = parsed
-        .templates()
-        .map(|t| (t.id().clone(), t.annotation("id")));
-    let lines = files::PolicyLines::scan(text);
-    let mut seen_unnamed = 0usize;
-    let mut seen_ids: HashMap<&str, usize> = HashMap::new();
-    statics
-        .chain(templates)
-        .map(|(parsed_id, annotated)| {
-            let line = match annotated {
+/// Gives the policies of one file, batch after batch, their final ids and
+/// lines.
+struct Namer<'a> {
+    file: String,
+    text: &'a str,
+    lines: files::PolicyLines,
+    seen_unnamed: usize,
+    seen_ids: HashMap<String, usize>,
+}
+
+impl<'a> Namer<'a> {
+    fn new(path: &Path, text: &'a str) -> Self {
+        Self {
+            file: path
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            text,
+            lines: files::PolicyLines::scan(text),
+            seen_unnamed: 0,
+            seen_ids: HashMap::new(),
+        }
+    }
+
+    /// Pairs each parsed policy or template id with its final id and line.
+    fn name(&mut self, parsed: &PolicySet) -> Vec<((PolicyId, PolicyId), usize)> {
+        let statics = parsed
+            .policies()
+            .map(|p| (p.id().clone(), p.annotation("id")));
+        let templates = parsed
+            .templates()
+            .map(|t| (t.id().clone(), t.annotation("id")));
+        let named: Vec<_> = statics.chain(templates).collect();
+        named
+            .into_iter()
+            .map(|(parsed_id, annotated)| {
+                let line = self.line(annotated);
+                let id = annotated.map_or_else(|| format!("{}:{line}", self.file), str::to_owned);
+                ((parsed_id, PolicyId::new(id)), line)
+            })
+            .collect()
+    }
+
+    fn line(&mut self, annotated: Option<&str>) -> usize {
+        match annotated {
+            Some(id) => {
+                let seen = self.seen_ids.entry(id.to_owned()).or_default();
+                let line = self.lines.of_id(id, *seen);
+                *seen += 1;
                 // An id with escapes is spelt differently in the text.
-                Some(id) => {
-                    let seen = seen_ids.entry(id).or_default();
-                    let line = lines.of_id(id, *seen);
-                    *seen += 1;
-                    line.unwrap_or_else(|| line_of(text, &format!("@id(\"{id}\")")))
-                }
-                None => {
-                    seen_unnamed += 1;
-                    lines.of_unnamed(seen_unnamed).unwrap_or(1)
-                }
-            };
-            let id = annotated.map_or_else(|| format!("{file}:{line}"), str::to_owned);
-            ((parsed_id, PolicyId::new(id)), line)
-        })
-        .collect()
+                line.unwrap_or_else(|| line_of(self.text, &format!("@id(\"{id}\")")))
+            }
+            None => {
+                self.seen_unnamed += 1;
+                self.lines.of_unnamed(self.seen_unnamed).unwrap_or(1)
+            }
+        }
+    }
 }
 
 fn add(
@@ -236,6 +271,7 @@ fn validate(
     policies: &PolicySet,
     schema: &Schema,
     origins: &Origins,
+    bases: &Bases,
     files: &PolicyDir,
 ) -> Result<(), LoadError> {
     let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
@@ -253,9 +289,11 @@ fn validate(
         return Ok(());
     };
     let (path, start) = origins.get(id).cloned().unwrap_or_default();
-    let line = files
-        .text(&path)
-        .and_then(|text| files::error_line(error, text))
+    // A linked policy has no batch of its own: it is reported at its link.
+    let line = bases
+        .get(id)
+        .zip(files.text(&path))
+        .and_then(|(base, text)| files::label_line(error, text, *base))
         .unwrap_or(start);
     Err(LoadError::Policy {
         path,

@@ -73,7 +73,7 @@ impl PolicyDir {
         let (schema, _warnings) =
             Schema::from_cedarschema_str(text).map_err(|e| LoadError::Syntax {
                 path: path.clone(),
-                line: first_label_line(&e, text),
+                line: label_line(&e, text, 0).unwrap_or(1),
                 reason: flatten(&e),
             })?;
         Ok(schema)
@@ -180,14 +180,10 @@ pub fn flatten(e: &(dyn Diagnostic + 'static)) -> String {
     text
 }
 
-/// Line (1-based) of a diagnostic's first label in `text`, or 1.
-pub fn first_label_line(e: &(dyn Diagnostic + 'static), text: &str) -> usize {
-    label_offset(e).map_or(1, |offset| line_at(text, offset))
-}
-
-/// Line of a validation error within its policy's file.
-pub fn error_line(e: &(dyn Diagnostic + 'static), text: &str) -> Option<usize> {
-    label_offset(e).map(|offset| line_at(text, offset))
+/// Line (1-based) in `text` of a diagnostic's first label, for a
+/// diagnostic about the part of `text` that starts at byte `base`.
+pub fn label_line(e: &(dyn Diagnostic + 'static), text: &str, base: usize) -> Option<usize> {
+    label_offset(e).map(|offset| line_at(text, base.saturating_add(offset)))
 }
 
 fn label_offset(e: &(dyn Diagnostic + 'static)) -> Option<usize> {

@@ -25,7 +25,7 @@ pub fn unformatted(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
     for (path, text) in files.policy_files() {
         let pretty = policies_str_to_pretty(text, &config).map_err(|e| LoadError::Syntax {
             path: path.clone(),
-            line: super::files::first_label_line(e.as_ref(), text),
+            line: super::files::label_line(e.as_ref(), text, 0).unwrap_or(1),
             reason: e.to_string(),
         })?;
         if pretty.trim_end() != text.trim_end() {

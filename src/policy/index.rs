@@ -18,8 +18,8 @@ mod scope;
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
-    Authorizer, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PolicySetError,
-    Request, Response, SlotId, Template,
+    Authorizer, Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, PolicySetError, Request,
+    Response,
 };
 
 use scope::{Actions, Constraint};
@@ -30,8 +30,8 @@ use scope::{Actions, Constraint};
 pub enum SubsetError {
     #[error("cannot build the candidate policy set: {0}")]
     Set(Box<PolicySetError>),
-    #[error("linked policy `{0}` has no template in the index")]
-    MissingTemplate(String),
+    #[error("policy `{0}` or its template is not in the set the index was built from")]
+    Missing(String),
 }
 
 impl From<PolicySetError> for SubsetError {
@@ -40,13 +40,13 @@ impl From<PolicySetError> for SubsetError {
     }
 }
 
-/// Policies of one set, filed by scope.
+/// Policies of one set, filed by scope. The index names policies by id;
+/// the policies themselves stay in the set it was built from, which is
+/// passed back in to decide (one copy of each policy, not two).
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     /// Every policy of the set, in the set's order.
     entries: Vec<Entry>,
-    /// Templates that linked policies in `entries` refer to.
-    templates: Vec<Template>,
     principal: Keyed,
     resource: Keyed,
     action: HashMap<EntityUid, Vec<usize>>,
@@ -54,22 +54,15 @@ pub struct PolicyIndex {
     unscoped: Vec<usize>,
 }
 
-/// One policy with its scope, ready to be added to a per-request set.
+/// One policy's id and scope.
 #[derive(Debug)]
 struct Entry {
-    policy: Policy,
-    /// For a template-linked policy: its template and slot values.
-    link: Option<Link>,
+    id: PolicyId,
+    /// For a template-linked policy, its template's id.
+    template: Option<PolicyId>,
     principal: Constraint,
     action: Actions,
     resource: Constraint,
-}
-
-#[derive(Debug)]
-struct Link {
-    /// Position of the template in [`PolicyIndex::templates`].
-    template: usize,
-    slots: HashMap<SlotId, EntityUid>,
 }
 
 /// Policies filed by the entity or the entity type one side names.
@@ -102,40 +95,37 @@ impl PolicyIndex {
     /// Files every policy of `set`.
     pub fn build(set: &PolicySet) -> Self {
         let mut index = Self::default();
-        let mut template_at: HashMap<PolicyId, usize> = HashMap::new();
+        index.entries.reserve_exact(set.policies().count());
         for policy in set.policies() {
-            let link = index.link_of(set, policy, &mut template_at);
             let entry = Entry {
+                id: policy.id().clone(),
+                template: policy.template_id().cloned(),
                 principal: policy.principal_constraint().into(),
                 action: policy.action_constraint().into(),
                 resource: policy.resource_constraint().into(),
-                policy: policy.clone(),
-                link,
             };
             index.file(entry);
         }
+        index.shrink();
         index
     }
 
-    /// The template and slots of a linked policy, recording its template.
-    fn link_of(
-        &mut self,
-        set: &PolicySet,
-        policy: &Policy,
-        template_at: &mut HashMap<PolicyId, usize>,
-    ) -> Option<Link> {
-        let id = policy.template_id()?;
-        let template = match template_at.get(id) {
-            Some(at) => *at,
-            None => {
-                self.templates.push(set.template(id)?.clone());
-                let at = self.templates.len() - 1;
-                template_at.insert(id.clone(), at);
-                at
-            }
-        };
-        let slots = policy.template_links()?;
-        Some(Link { template, slots })
+    /// Gives back what the buckets over-allocated while filing.
+    fn shrink(&mut self) {
+        let maps = [
+            &mut self.principal.by_uid,
+            &mut self.resource.by_uid,
+            &mut self.action,
+        ];
+        for map in maps {
+            map.values_mut().for_each(Vec::shrink_to_fit);
+            map.shrink_to_fit();
+        }
+        for map in [&mut self.principal.by_type, &mut self.resource.by_type] {
+            map.values_mut().for_each(Vec::shrink_to_fit);
+            map.shrink_to_fit();
+        }
+        self.unscoped.shrink_to_fit();
     }
 
     /// Files one entry under the most selective key of its scope.
@@ -225,32 +215,31 @@ impl PolicyIndex {
         if picks.len() == self.entries.len() {
             return authorizer.is_authorized(request, whole, entities);
         }
-        match self.subset(&picks) {
+        match self.subset(whole, &picks) {
             Ok(set) => authorizer.is_authorized(request, &set, entities),
             // Cannot happen with ids unique in `whole`; stay correct anyway.
             Err(_) => authorizer.is_authorized(request, whole, entities),
         }
     }
 
-    /// A policy set of the entries at `picks`, in that order, with the
-    /// templates their links need.
-    pub fn subset(&self, picks: &[usize]) -> Result<PolicySet, SubsetError> {
+    /// A policy set of the policies of `whole` at `picks`, in that order,
+    /// with the templates their links need.
+    pub fn subset(&self, whole: &PolicySet, picks: &[usize]) -> Result<PolicySet, SubsetError> {
         let mut set = PolicySet::new();
-        let mut added: HashSet<usize> = HashSet::new();
+        let mut added: HashSet<&PolicyId> = HashSet::new();
         for entry in picks.iter().filter_map(|&at| self.entries.get(at)) {
-            let Some(link) = &entry.link else {
-                set.add(entry.policy.clone())?;
+            let missing = || SubsetError::Missing(entry.id.to_string());
+            let policy = whole.policy(&entry.id).ok_or_else(missing)?;
+            let Some(template_id) = &entry.template else {
+                set.add(policy.clone())?;
                 continue;
             };
-            let id = entry.policy.id();
-            let template = self
-                .templates
-                .get(link.template)
-                .ok_or_else(|| SubsetError::MissingTemplate(id.to_string()))?;
-            if added.insert(link.template) {
+            if added.insert(template_id) {
+                let template = whole.template(template_id).ok_or_else(missing)?;
                 set.add_template(template.clone())?;
             }
-            set.link(template.id().clone(), id.clone(), link.slots.clone())?;
+            let slots = policy.template_links().ok_or_else(missing)?;
+            set.link(template_id.clone(), entry.id.clone(), slots)?;
         }
         Ok(set)
     }

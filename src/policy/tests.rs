@@ -188,3 +188,55 @@ fn unformatted_policy_files_are_reported() {
     std::fs::write(&differ[0].0, &differ[0].1).unwrap();
     assert!(format::unformatted(dir.path()).unwrap().is_empty());
 }
+
+/// A file of `n` policies, three lines each, with `bad` at policy `at`
+/// (0-based): it starts on line `3 * at + 1`.
+fn many_policies(n: usize, at: usize, bad: &str) -> String {
+    (0..n)
+        .map(|i| match i == at {
+            true => format!("@id(\"p{i}\")\n{bad}\n\n"),
+            false => format!("@id(\"p{i}\")\npermit(principal, action, resource);\n\n"),
+        })
+        .collect()
+}
+
+#[test]
+fn batch_boundaries_keep_syntax_error_lines() {
+    let at = statements::BATCH * 2 + 5;
+    let text = many_policies(
+        statements::BATCH * 3,
+        at,
+        "permit(principal, action, resource) when { ;",
+    );
+    let dir = folder(&[("big.cedar", &text)]);
+    let err = load(&dir).unwrap_err().to_string();
+    let want = format!("big.cedar:{}:", 3 * at + 2);
+    assert!(err.contains(&want), "{want} in {err}");
+}
+
+#[test]
+fn batch_boundaries_keep_validation_error_lines_and_ids() {
+    let at = statements::BATCH + 1;
+    let bad = "permit(principal, action, resource)\nwhen { principal.nope == 1 };";
+    let text = many_policies(statements::BATCH * 2, at, bad);
+    let dir = folder(&[("big.cedar", &text)]);
+    let err = load(&dir).unwrap_err();
+    let LoadError::Policy { id, line, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(id, &format!("p{at}"));
+    assert_eq!(*line, 3 * at + 3, "{err}");
+}
+
+#[test]
+fn batched_parse_loads_every_policy_with_its_line() {
+    let n = statements::BATCH * 3 + 7;
+    let text = many_policies(n, usize::MAX, "");
+    let dir = folder(&[("big.cedar", &text)]);
+    let store = load(&dir).unwrap();
+    assert_eq!(store.policy_count, n);
+    for i in [0, statements::BATCH - 1, statements::BATCH, n - 1] {
+        let id = PolicyId::new(format!("p{i}"));
+        assert_eq!(store.origins[&id].1, 3 * i + 1, "p{i}");
+    }
+}

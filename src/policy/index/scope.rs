@@ -11,24 +11,26 @@ use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, PrincipalConstraint, ResourceConstraint,
 };
 
-/// A principal or resource constraint.
+/// A principal or resource constraint. Names are boxed: an index holds
+/// three constraints for each of up to tens of thousands of policies, most
+/// of them `Any`, and Cedar's `EntityUid` is 120 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Constraint {
     Any,
-    Eq(EntityUid),
-    In(EntityUid),
-    Is(EntityTypeName),
-    IsIn(EntityTypeName, EntityUid),
+    Eq(Box<EntityUid>),
+    In(Box<EntityUid>),
+    Is(Box<EntityTypeName>),
+    IsIn(Box<(EntityTypeName, EntityUid)>),
 }
 
 impl From<PrincipalConstraint> for Constraint {
     fn from(constraint: PrincipalConstraint) -> Self {
         match constraint {
             PrincipalConstraint::Any => Self::Any,
-            PrincipalConstraint::Eq(uid) => Self::Eq(uid),
-            PrincipalConstraint::In(uid) => Self::In(uid),
-            PrincipalConstraint::Is(ty) => Self::Is(ty),
-            PrincipalConstraint::IsIn(ty, uid) => Self::IsIn(ty, uid),
+            PrincipalConstraint::Eq(uid) => Self::Eq(Box::new(uid)),
+            PrincipalConstraint::In(uid) => Self::In(Box::new(uid)),
+            PrincipalConstraint::Is(ty) => Self::Is(Box::new(ty)),
+            PrincipalConstraint::IsIn(ty, uid) => Self::IsIn(Box::new((ty, uid))),
         }
     }
 }
@@ -37,10 +39,10 @@ impl From<ResourceConstraint> for Constraint {
     fn from(constraint: ResourceConstraint) -> Self {
         match constraint {
             ResourceConstraint::Any => Self::Any,
-            ResourceConstraint::Eq(uid) => Self::Eq(uid),
-            ResourceConstraint::In(uid) => Self::In(uid),
-            ResourceConstraint::Is(ty) => Self::Is(ty),
-            ResourceConstraint::IsIn(ty, uid) => Self::IsIn(ty, uid),
+            ResourceConstraint::Eq(uid) => Self::Eq(Box::new(uid)),
+            ResourceConstraint::In(uid) => Self::In(Box::new(uid)),
+            ResourceConstraint::Is(ty) => Self::Is(Box::new(ty)),
+            ResourceConstraint::IsIn(ty, uid) => Self::IsIn(Box::new((ty, uid))),
         }
     }
 }
@@ -50,10 +52,10 @@ impl Constraint {
     pub fn matches(&self, uid: &EntityUid, entities: &Entities) -> bool {
         match self {
             Self::Any => true,
-            Self::Eq(want) => uid == want,
+            Self::Eq(want) => uid == &**want,
             Self::In(ancestor) => is_in(uid, ancestor, entities),
-            Self::Is(ty) => uid.type_name() == ty,
-            Self::IsIn(ty, ancestor) => uid.type_name() == ty && is_in(uid, ancestor, entities),
+            Self::Is(ty) => uid.type_name() == &**ty,
+            Self::IsIn(both) => uid.type_name() == &both.0 && is_in(uid, &both.1, entities),
         }
     }
 
@@ -68,7 +70,8 @@ impl Constraint {
     /// The entity an `==`, `in` or `is ... in` constraint names.
     pub fn entity(&self) -> Option<&EntityUid> {
         match self {
-            Self::Eq(uid) | Self::In(uid) | Self::IsIn(_, uid) => Some(uid),
+            Self::Eq(uid) | Self::In(uid) => Some(uid),
+            Self::IsIn(both) => Some(&both.1),
             Self::Any | Self::Is(_) => None,
         }
     }
@@ -82,20 +85,20 @@ impl Constraint {
     }
 }
 
-/// An action constraint.
+/// An action constraint (boxed like [`Constraint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actions {
     Any,
-    Eq(EntityUid),
-    In(Vec<EntityUid>),
+    Eq(Box<EntityUid>),
+    In(Box<[EntityUid]>),
 }
 
 impl From<ActionConstraint> for Actions {
     fn from(constraint: ActionConstraint) -> Self {
         match constraint {
             ActionConstraint::Any => Self::Any,
-            ActionConstraint::Eq(uid) => Self::Eq(uid),
-            ActionConstraint::In(uids) => Self::In(uids),
+            ActionConstraint::Eq(uid) => Self::Eq(Box::new(uid)),
+            ActionConstraint::In(uids) => Self::In(uids.into_boxed_slice()),
         }
     }
 }
@@ -105,7 +108,7 @@ impl Actions {
     pub fn matches(&self, uid: &EntityUid, entities: &Entities) -> bool {
         match self {
             Self::Any => true,
-            Self::Eq(want) => uid == want,
+            Self::Eq(want) => uid == &**want,
             Self::In(ancestors) => ancestors.iter().any(|a| is_in(uid, a, entities)),
         }
     }

@@ -349,7 +349,7 @@ fn bundled() -> crate::policy::PolicyStore {
 fn candidate_ids(store: &crate::policy::PolicyStore, request: [&str; 3]) -> Vec<String> {
     let [p, a, r] = request.map(|u| EntityUid::from_str(u).unwrap());
     let picks = store.index.candidates(&p, &a, &r, &store.entities);
-    let set = store.index.subset(&picks).unwrap();
+    let set = store.index.subset(&store.policies, &picks).unwrap();
     set.policies().map(|p| p.id().to_string()).collect()
 }
 
