@@ -6,18 +6,23 @@
 //! and no request value can become policy text. Evaluating the request is
 //! left to the decision module.
 
+mod cedar;
 mod context;
 mod extension;
 mod token;
+
+pub use cedar::StoreEntities;
 
 pub use context::datetime;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
-};
+use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request};
+use cedar_policy_core::ast::{Entity, EntityUID};
+
+use cedar::Value;
 
 use crate::config::RequestConfig;
 use crate::identity::{Identity, Principal, User, Workload};
@@ -60,16 +65,27 @@ pub fn map(
 ) -> Result<CedarRequest, MappingError> {
     let types = &store.type_names;
     let (action, resource) = action_and_resource(facts, &store.routes, types)?;
-    let (principal_entity, principal_parents) = principal_entity(&identity.principal, types)?;
-    let principal = principal_entity.uid();
-    let resource_entity = resource_entity(&resource, facts)?;
+    let principal = principal(&identity.principal, types)?;
     let context = context::build(facts, identity, config)?;
 
-    let mut wanted: Vec<EntityUid> = principal_parents;
-    wanted.push(action.clone());
-    let entities = slice(store, wanted, [principal_entity, resource_entity])?;
+    let mut slice = Slice::new([&principal.uid, &resource]);
+    let ancestors = slice.add_from_store(&store.shared_entities, &principal.parents);
+    slice.add_from_store(&store.shared_entities, std::slice::from_ref(&action));
+    slice.push(cedar::entity(
+        &principal.uid,
+        principal.attrs,
+        &principal.parents,
+        ancestors,
+    ));
+    slice.push(cedar::entity(
+        &resource,
+        resource_attrs(facts),
+        &[],
+        HashSet::new(),
+    ));
+    let entities = cedar::entities(slice.entities)?;
     let request = Request::new(
-        principal.clone(),
+        principal.uid.clone(),
         action.clone(),
         resource.clone(),
         context.clone(),
@@ -77,7 +93,7 @@ pub fn map(
     )
     .map_err(|e| MappingError::Request(e.to_string()))?;
     Ok(CedarRequest {
-        principal,
+        principal: principal.uid,
         action,
         resource,
         request,
@@ -158,27 +174,32 @@ impl TypeNames {
     }
 }
 
-fn principal_entity(
-    principal: &Principal,
-    types: &TypeNames,
-) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+/// The principal as the request builds it: uid, attributes, parents.
+struct PrincipalParts {
+    uid: EntityUid,
+    attrs: Vec<(&'static str, Value)>,
+    parents: Vec<EntityUid>,
+}
+
+fn principal(principal: &Principal, types: &TypeNames) -> Result<PrincipalParts, MappingError> {
     match principal {
-        Principal::User(user) => user_entity(user, types),
-        Principal::Workload(workload) => workload_entity(workload, types),
-        Principal::Anonymous => {
-            let entity = Entity::new_no_attrs(types.uid("Anonymous", ANONYMOUS)?, HashSet::new());
-            Ok((entity, Vec::new()))
-        }
+        Principal::User(user) => user_parts(user, types),
+        Principal::Workload(workload) => workload_parts(workload, types),
+        Principal::Anonymous => Ok(PrincipalParts {
+            uid: types.uid("Anonymous", ANONYMOUS)?,
+            attrs: Vec::new(),
+            parents: Vec::new(),
+        }),
     }
 }
 
-fn user_entity(user: &User, types: &TypeNames) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+fn user_parts(user: &User, types: &TypeNames) -> Result<PrincipalParts, MappingError> {
     let parents = user
         .groups
         .iter()
         .map(|g| types.uid("Group", g))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut attrs = vec![("source", string(user.source.name()))];
+    let mut attrs = vec![("source", cedar::string(user.source.name()))];
     let optional = [
         ("email", &user.email),
         ("name", &user.display_name),
@@ -186,89 +207,96 @@ fn user_entity(user: &User, types: &TypeNames) -> Result<(Entity, Vec<EntityUid>
     ];
     for (key, value) in optional {
         if let Some(value) = value {
-            attrs.push((key, string(value)));
+            attrs.push((key, cedar::string(value)));
         }
     }
-    let entitlements = user.entitlements.iter().map(|e| string(e));
-    attrs.push(("entitlements", RestrictedExpression::new_set(entitlements)));
-    let entity = entity(types.uid("User", &user.name)?, attrs, &parents)?;
-    Ok((entity, parents))
+    let entitlements = user.entitlements.iter().map(|e| cedar::string(e));
+    attrs.push(("entitlements", cedar::set(entitlements)));
+    Ok(PrincipalParts {
+        uid: types.uid("User", &user.name)?,
+        attrs,
+        parents,
+    })
 }
 
-fn workload_entity(
-    workload: &Workload,
-    types: &TypeNames,
-) -> Result<(Entity, Vec<EntityUid>), MappingError> {
+fn workload_parts(workload: &Workload, types: &TypeNames) -> Result<PrincipalParts, MappingError> {
     let parents = workload
         .namespace
         .iter()
         .map(|n| types.uid("Namespace", n))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut attrs = vec![("trust_domain", string(&workload.trust_domain))];
+    let mut attrs = vec![("trust_domain", cedar::string(&workload.trust_domain))];
     if let Some(ns) = &workload.namespace {
-        attrs.push(("namespace", string(ns)));
+        attrs.push(("namespace", cedar::string(ns)));
     }
     if let Some(sa) = &workload.service_account {
-        attrs.push(("service_account", string(sa)));
+        attrs.push(("service_account", cedar::string(sa)));
     }
-    let entity = entity(types.uid("Workload", &workload.id)?, attrs, &parents)?;
-    Ok((entity, parents))
+    Ok(PrincipalParts {
+        uid: types.uid("Workload", &workload.id)?,
+        attrs,
+        parents,
+    })
 }
 
-fn resource_entity(resource: &EntityUid, facts: &RequestFacts) -> Result<Entity, MappingError> {
-    let attrs = match (&facts.http, facts.kind) {
+fn resource_attrs(facts: &RequestFacts) -> Vec<(&'static str, Value)> {
+    match (&facts.http, facts.kind) {
         (Some(http), Kind::Http) => vec![
-            ("host", string(&http.host.name)),
-            ("path", string(&http.path.path)),
+            ("host", cedar::string(&http.host.name)),
+            ("path", cedar::string(&http.path.path)),
         ],
         _ => Vec::new(),
-    };
-    entity(resource.clone(), attrs, &[])
+    }
 }
 
-fn entity(
-    uid: EntityUid,
-    attrs: Vec<(&str, RestrictedExpression)>,
-    parents: &[EntityUid],
-) -> Result<Entity, MappingError> {
-    let attrs = attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let parents = parents.iter().cloned().collect();
-    Entity::new(uid.clone(), attrs, parents).map_err(|e| MappingError::Entity {
-        uid: uid.to_string(),
-        reason: e.to_string(),
-    })
+/// The entities one decision may look at: the request's own principal and
+/// resource, and from the store every wanted entity with all of its
+/// ancestors (what `in` and attribute lookups need, and no more). Entities
+/// the request builds itself win over a stored one with the same uid.
+struct Slice {
+    entities: Vec<Arc<Entity>>,
+    seen: HashSet<EntityUID>,
 }
 
-pub(crate) fn string(value: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(value.to_owned())
-}
-
-/// The request's own entities plus, from the store, every wanted entity and
-/// all of its ancestors: what `in` and attribute lookups need, and no more.
-fn slice(
-    store: &PolicyStore,
-    wanted: Vec<EntityUid>,
-    own: [Entity; 2],
-) -> Result<Entities, MappingError> {
-    let mut seen: HashSet<EntityUid> = own.iter().map(Entity::uid).collect();
-    let mut all: Vec<Entity> = own.into();
-    for uid in wanted {
-        let ancestors = store
-            .entities
-            .ancestors(&uid)
-            .into_iter()
-            .flatten()
-            .cloned();
-        for uid in std::iter::once(uid.clone()).chain(ancestors) {
-            if seen.insert(uid.clone()) {
-                if let Some(found) = store.entities.get(&uid) {
-                    all.push(found.clone());
-                }
-            }
+impl Slice {
+    fn new<'a>(own: impl IntoIterator<Item = &'a EntityUid>) -> Self {
+        Self {
+            entities: Vec::with_capacity(8),
+            seen: own.into_iter().map(|u| u.as_ref().clone()).collect(),
         }
     }
-    Entities::from_entities(all, None).map_err(|e| MappingError::Entity {
-        uid: "slice".into(),
-        reason: e.to_string(),
-    })
+
+    fn push(&mut self, entity: Arc<Entity>) {
+        self.entities.push(entity);
+    }
+
+    /// Adds `wanted` and their ancestors from the store; returns the
+    /// ancestors (every one, also those already in the slice).
+    fn add_from_store(
+        &mut self,
+        store: &StoreEntities,
+        wanted: &[EntityUid],
+    ) -> HashSet<EntityUID> {
+        let mut ancestors = HashSet::new();
+        for uid in wanted {
+            ancestors.insert(uid.as_ref().clone());
+            let Some(found) = store.get(uid.as_ref()) else {
+                continue;
+            };
+            for ancestor in found.ancestors() {
+                ancestors.insert(ancestor.clone());
+                if let Some(entity) = store.get(ancestor) {
+                    self.add(entity);
+                }
+            }
+            self.add(found);
+        }
+        ancestors
+    }
+
+    fn add(&mut self, entity: &Arc<Entity>) {
+        if self.seen.insert(entity.uid().clone()) {
+            self.entities.push(Arc::clone(entity));
+        }
+    }
 }

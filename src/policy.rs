@@ -84,6 +84,8 @@ pub struct PolicyStore {
     pub routes: Vec<RouteConfig>,
     /// Entity type names requests are built with, parsed once.
     pub type_names: crate::mapping::TypeNames,
+    /// The entities of `entities`, shared with each request's slice.
+    pub shared_entities: crate::mapping::StoreEntities,
 }
 
 impl PolicyStore {
@@ -103,8 +105,15 @@ impl PolicyStore {
             routes.extend(routes_file::read(path, text)?);
         }
         check_routes(&routes, &schema)?;
-        let entities = files.entities(&schema)?;
+        let (shared_entities, entities) =
+            crate::mapping::StoreEntities::share(&files.entities(&schema)?).map_err(|reason| {
+                LoadError::Entities {
+                    path: dir.join(files::ENTITIES_FILE),
+                    reason,
+                }
+            })?;
         Ok(Self {
+            shared_entities,
             policy_count: policies.policies().count() + policies.templates().count(),
             version: files.version(),
             index: PolicyIndex::build(&policies),

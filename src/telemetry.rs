@@ -11,12 +11,15 @@ use std::io::IsTerminal;
 
 use tracing::Span;
 use tracing_subscriber::{
-    fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer as _,
+    fmt, fmt::writer::BoxMakeWriter, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter,
+    Layer as _,
 };
 
 use crate::authorize::Outcome;
 use crate::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
 use crate::identity::Principal;
+
+mod writer;
 
 /// Target of decision events, so they can be filtered or routed apart.
 pub const DECISION_TARGET: &str = "cedar_ext_authz::decision";
@@ -26,7 +29,7 @@ pub const DECISION_TARGET: &str = "cedar_ext_authz::decision";
 pub struct TelemetryGuard {
     // Dropped first: the spans are flushed while the log still writes.
     otel: crate::otel::OtelGuard,
-    _log: tracing_appender::non_blocking::WorkerGuard,
+    _log: Option<writer::WriterGuard>,
 }
 
 impl TelemetryGuard {
@@ -79,16 +82,12 @@ fn describe(target: &crate::otel::Target) -> String {
 fn install(config: &LogConfig, otel: crate::otel::OtelGuard) -> TelemetryGuard {
     let default = config.level.clone().unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Not lossy: under back-pressure a decision waits rather than vanishing
-    // from the audit trail.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // Buffered: the writer thread flushes after each batch it drains,
-        // so under load a batch of events is one write, not one per line.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    // Lines are written in batches by a writer thread, and never dropped
+    // (see the writer module). Without a thread, they go straight out.
+    let (writer, guard) = match writer::BatchWriter::spawn(std::io::stdout()) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
+    };
     // The level filters the log only; spans reach the OpenTelemetry layer
     // whatever `RUST_LOG` says.
     let registry = tracing_subscriber::registry().with(otel.layer());

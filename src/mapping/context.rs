@@ -7,14 +7,15 @@
 
 use std::time::SystemTime;
 
-use cedar_policy::{Context, RestrictedExpression};
+use cedar_policy::Context;
 
-use super::{string, MappingError};
+use super::cedar::{self, string, Value};
+use super::MappingError;
 use crate::config::RequestConfig;
 use crate::identity::{Identity, Workload};
 use crate::request::{HttpFacts, Kind, RequestFacts};
 
-type Pairs = Vec<(String, RestrictedExpression)>;
+type Pairs = Vec<(&'static str, Value)>;
 
 /// Builds the context record.
 pub fn build(
@@ -34,39 +35,33 @@ pub fn build(
     let headers = config
         .context_headers
         .iter()
-        .filter_map(|name| Some((name.clone(), string(&facts.headers.get(name)?))));
-    push(&mut pairs, "headers", record(headers)?);
+        .filter_map(|name| Some((name.as_str(), string(&facts.headers.get(name)?))));
+    push(&mut pairs, "headers", cedar::record(headers));
     let ext = facts
         .context_extensions
         .iter()
-        .map(|(k, v)| (k.clone(), string(v)));
-    push(&mut pairs, "ext", record(ext)?);
-    peer_pairs(&mut pairs, facts, identity.peer.as_ref())?;
+        .map(|(k, v)| (k.as_str(), string(v)));
+    push(&mut pairs, "ext", cedar::record(ext));
+    peer_pairs(&mut pairs, facts, identity.peer.as_ref());
     push(
         &mut pairs,
         "time",
-        super::extension::datetime(datetime(facts.time)),
+        super::extension::datetime(datetime(facts.time))?,
     );
     push(&mut pairs, "identity_source", string(identity.source()));
     push(
         &mut pairs,
         "identity_trusted",
-        RestrictedExpression::new_bool(identity.trusted),
+        cedar::boolean(identity.trusted),
     );
     if let Some(token) = &identity.token {
         push(&mut pairs, "jwt", super::token::record(token)?);
     }
-    Context::from_pairs(pairs).map_err(|e| MappingError::Context(e.to_string()))
+    Ok(cedar::context(pairs))
 }
 
-fn push(pairs: &mut Pairs, key: &str, value: RestrictedExpression) {
-    pairs.push((key.to_owned(), value));
-}
-
-fn record(
-    items: impl Iterator<Item = (String, RestrictedExpression)>,
-) -> Result<RestrictedExpression, MappingError> {
-    RestrictedExpression::new_record(items).map_err(|e| MappingError::Context(e.to_string()))
+fn push(pairs: &mut Pairs, key: &'static str, value: Value) {
+    pairs.push((key, value));
 }
 
 fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
@@ -74,57 +69,40 @@ fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
     push(pairs, "host", string(&http.host.name));
     push(pairs, "path", string(&http.path.path));
     if let Some(port) = http.host.port {
-        push(
-            pairs,
-            "port",
-            RestrictedExpression::new_long(i64::from(port)),
-        );
+        push(pairs, "port", cedar::long(i64::from(port)));
     }
-    let query = http.path.query.iter().map(|(k, v)| (k.clone(), string(v)));
-    // Names are unique after canonicalisation, so the record cannot fail.
-    if let Ok(query) = RestrictedExpression::new_record(query) {
-        push(pairs, "query", query);
-    }
-    push(
-        pairs,
-        "body_partial",
-        RestrictedExpression::new_bool(http.body_partial),
-    );
+    // Names are unique after canonicalisation.
+    let query = http.path.query.iter().map(|(k, v)| (k.as_str(), string(v)));
+    push(pairs, "query", cedar::record(query));
+    push(pairs, "body_partial", cedar::boolean(http.body_partial));
     if let Some(grpc) = &http.grpc {
         let call = [
-            ("service".to_owned(), string(&grpc.service)),
-            ("method".to_owned(), string(&grpc.method)),
+            ("service", string(&grpc.service)),
+            ("method", string(&grpc.method)),
         ];
-        if let Ok(call) = RestrictedExpression::new_record(call) {
-            push(pairs, "grpc", call);
-        }
+        push(pairs, "grpc", cedar::record(call));
     }
 }
 
-fn peer_pairs(
-    pairs: &mut Pairs,
-    facts: &RequestFacts,
-    peer: Option<&Workload>,
-) -> Result<(), MappingError> {
-    if let Some(address) = facts.source_address {
-        push(pairs, "source_ip", super::extension::ip(address.ip()));
+fn peer_pairs(pairs: &mut Pairs, facts: &RequestFacts, peer: Option<&Workload>) {
+    if let Some(ip) = facts.source_address.and_then(|a| super::extension::ip(a.ip())) {
+        push(pairs, "source_ip", ip);
     }
     if let Some(sni) = &facts.sni {
         push(pairs, "sni", string(sni));
     }
     let Some(peer) = peer else {
-        return Ok(());
+        return;
     };
     push(pairs, "spiffe_id", string(&peer.id));
-    let mut parts = vec![("trust_domain".to_owned(), string(&peer.trust_domain))];
+    let mut parts = vec![("trust_domain", string(&peer.trust_domain))];
     if let Some(ns) = &peer.namespace {
-        parts.push(("namespace".to_owned(), string(ns)));
+        parts.push(("namespace", string(ns)));
     }
     if let Some(sa) = &peer.service_account {
-        parts.push(("service_account".to_owned(), string(sa)));
+        parts.push(("service_account", string(sa)));
     }
-    push(pairs, "spiffe", record(parts.into_iter())?);
-    Ok(())
+    push(pairs, "spiffe", cedar::record(parts));
 }
 
 /// Formats a time as Cedar's `datetime` literal, to the second, UTC:

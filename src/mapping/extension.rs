@@ -3,11 +3,12 @@
 //!
 //! Cedar's typed constructors (`RestrictedExpression::new_datetime`,
 //! `new_ip`) parse the extension's function name with the whole policy
-//! grammar on every call, which costs more than the rest of the mapping.
-//! The value itself depends only on its text, so each thread keeps the
-//! values it built lately; `datetime` has second precision, so under load
-//! a thread builds about one per second. The cache is bounded and simply
-//! emptied when full.
+//! grammar on every call, and evaluating the call parses its argument
+//! (with a regular expression, for `datetime`); together they cost more
+//! than the rest of the mapping. The value depends only on its text, so
+//! each thread keeps the values it evaluated lately; `datetime` has second
+//! precision, so under load a thread evaluates about one per second. The
+//! cache is bounded and simply emptied when full.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,42 +16,47 @@ use std::net::IpAddr;
 
 use cedar_policy::RestrictedExpression;
 
+use super::cedar::{self, Value};
+use super::MappingError;
+
 /// Values kept per thread and kind before the cache is emptied.
 const CAPACITY: usize = 256;
 
 #[derive(Default)]
 struct Cache {
-    datetimes: HashMap<String, RestrictedExpression>,
-    ips: HashMap<IpAddr, RestrictedExpression>,
+    datetimes: HashMap<String, Option<Value>>,
+    ips: HashMap<IpAddr, Option<Value>>,
 }
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-/// `datetime("<text>")`; `text` is in Cedar's datetime literal form.
-pub fn datetime(text: String) -> RestrictedExpression {
-    CACHE.with_borrow_mut(|cache| {
-        cached(&mut cache.datetimes, text, |t| {
-            RestrictedExpression::new_datetime(t)
+/// `datetime("<text>")`; `text` is in Cedar's datetime literal form. A
+/// text Cedar refuses is a mapping fault (the request is denied).
+pub fn datetime(text: String) -> Result<Value, MappingError> {
+    let value = CACHE.with_borrow_mut(|cache| {
+        cached(&mut cache.datetimes, text.clone(), |t| {
+            cedar::evaluate(RestrictedExpression::new_datetime(t))
         })
-    })
+    });
+    value.ok_or_else(|| MappingError::Context(format!("`{text}` is not a Cedar datetime")))
 }
 
-/// `ip("<address>")`.
-pub fn ip(address: IpAddr) -> RestrictedExpression {
+/// `ip("<address>")`; every address Rust parsed is one Cedar takes.
+pub fn ip(address: IpAddr) -> Option<Value> {
     CACHE.with_borrow_mut(|cache| {
         cached(&mut cache.ips, address, |a| {
-            RestrictedExpression::new_ip(a.to_string())
+            cedar::evaluate(RestrictedExpression::new_ip(a.to_string()))
         })
     })
 }
 
 fn cached<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, RestrictedExpression>,
+    map: &mut HashMap<K, Option<Value>>,
     key: K,
-    build: impl FnOnce(&K) -> RestrictedExpression,
-) -> RestrictedExpression {
+    build: impl FnOnce(&K) -> Option<Value>,
+) -> Option<Value> {
     if let Some(found) = map.get(&key) {
         return found.clone();
     }
@@ -69,17 +75,19 @@ mod tests {
     #[test]
     fn cached_values_equal_fresh_ones() {
         let text = "2024-05-06T07:08:09Z".to_owned();
+        let fresh_datetime = cedar::evaluate(RestrictedExpression::new_datetime(&text)).unwrap();
+        let fresh_ip = cedar::evaluate(RestrictedExpression::new_ip("10.1.2.3")).unwrap();
         for _ in 0..2 {
-            assert_eq!(
-                format!("{:?}", datetime(text.clone())),
-                format!("{:?}", RestrictedExpression::new_datetime(&text))
-            );
-            let address: IpAddr = "10.1.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            assert_eq!(
-                format!("{:?}", ip(address)),
-                format!("{:?}", RestrictedExpression::new_ip("10.1.2.3"))
-            );
+            assert_eq!(datetime(text.clone()).unwrap(), fresh_datetime);
+            let address: IpAddr = "10.1.2.3".parse().unwrap();
+            assert_eq!(ip(address).unwrap(), fresh_ip);
         }
+    }
+
+    #[test]
+    fn a_datetime_cedar_refuses_is_a_mapping_fault() {
+        let err = datetime("not a time".to_owned()).unwrap_err();
+        assert!(matches!(err, MappingError::Context(_)), "{err}");
     }
 
     #[test]

@@ -9,16 +9,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use cedar_policy::RestrictedExpression;
-
-use super::{context::datetime, string, MappingError};
+use super::cedar::{self, string, Value};
+use super::{context::datetime, MappingError};
 use crate::identity::TokenClaims;
 
 /// 9999-12-31T23:59:59Z: Cedar's `datetime` cannot express later times.
 const LAST_DATETIME_SECS: i64 = 253_402_300_799;
 
 /// The `jwt` record of the context.
-pub fn record(token: &TokenClaims) -> Result<RestrictedExpression, MappingError> {
+pub fn record(token: &TokenClaims) -> Result<Value, MappingError> {
     let mut pairs = vec![
         ("iss", string(&token.issuer)),
         ("aud", set(&token.audience)),
@@ -42,19 +41,18 @@ pub fn record(token: &TokenClaims) -> Result<RestrictedExpression, MappingError>
     ];
     for (key, secs) in times {
         if let Some(at) = secs.and_then(time) {
-            pairs.push((key, at));
+            pairs.push((key, at?));
         }
     }
-    let pairs = pairs.into_iter().map(|(k, v)| (k.to_owned(), v));
-    RestrictedExpression::new_record(pairs).map_err(|e| MappingError::Context(e.to_string()))
+    Ok(cedar::record(pairs))
 }
 
-fn set(items: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.iter().map(|i| string(i)))
+fn set(items: &[String]) -> Value {
+    cedar::set(items.iter().map(|i| string(i)))
 }
 
 /// A NumericDate as a Cedar `datetime`; out of Cedar's range is left out.
-fn time(secs: i64) -> Option<RestrictedExpression> {
+fn time(secs: i64) -> Option<Result<Value, MappingError>> {
     let secs = u64::try_from(secs)
         .ok()
         .filter(|s| *s <= LAST_DATETIME_SECS as u64)?;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::{LoadError, REQUEST_TYPES};
 
 const SCHEMA_FILE: &str = "schema.cedarschema";
-const ENTITIES_FILE: &str = "entities.json";
+pub const ENTITIES_FILE: &str = "entities.json";
 const LINKS_FILE: &str = "links.yaml";
 const ROUTES_FILE: &str = "routes.yaml";
 
