@@ -15,8 +15,9 @@ mod links;
 pub mod loader;
 mod routes_file;
 mod statements;
+mod validated;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -94,11 +95,19 @@ impl PolicyStore {
     pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
-        let (mut policies, mut origins, bases) = parse_policies(&files)?;
+        let Parsed {
+            set: mut policies,
+            mut origins,
+            bases,
+            batches,
+            already_valid,
+        } = parse_policies(dir, &files)?;
         if let Some((path, text)) = files.links() {
             links::apply(&mut policies, &mut origins, path, text)?;
         }
-        validate(&policies, &schema, &origins, &bases, &files)?;
+        let unvalidated = unvalidated(&policies, &already_valid);
+        let to_validate = unvalidated.as_ref().unwrap_or(&policies);
+        validate(to_validate, &schema, &origins, &bases, &files)?;
         let deny_annotations = annotations::read(&policies, &origins)?;
         let mut routes = routes.to_vec();
         if let Some((path, text)) = files.routes() {
@@ -112,6 +121,7 @@ impl PolicyStore {
                     reason,
                 }
             })?;
+        validated::remember(dir, batches);
         Ok(Self {
             shared_entities,
             policy_count: policies.policies().count() + policies.templates().count(),
@@ -152,16 +162,32 @@ type Origins = HashMap<PolicyId, (PathBuf, usize)>;
 /// Cedar's source spans count from there. Only needed while loading.
 type Bases = HashMap<PolicyId, usize>;
 
+/// What parsing the `.cedar` files gives.
+struct Parsed {
+    set: PolicySet,
+    origins: Origins,
+    bases: Bases,
+    /// Every batch parsed, to record as clean once the load succeeds.
+    batches: HashSet<validated::Key>,
+    /// Static policies of batches that validated in the previous load.
+    already_valid: HashSet<PolicyId>,
+}
+
 /// Parses every `.cedar` file, a batch of statements at a time, and gives
 /// each policy its `@id`, or `<file>:<line>` without one. Duplicate ids are
 /// an error.
-fn parse_policies(files: &PolicyDir) -> Result<(PolicySet, Origins, Bases), LoadError> {
+fn parse_policies(dir: &Path, files: &PolicyDir) -> Result<Parsed, LoadError> {
     let mut set = PolicySet::new();
     let mut origins = Origins::new();
     let mut bases = Bases::new();
+    let mut batches = HashSet::new();
+    let mut already_valid = HashSet::new();
     for (path, text) in files.policy_files() {
         let mut namer = Namer::new(path, text);
         for range in statements::batches(text, statements::BATCH) {
+            let key = validated::key(files.schema_text(), &text[range.clone()]);
+            let clean = validated::was_clean(dir, &key);
+            batches.insert(key);
             let parsed =
                 PolicySet::from_str(&text[range.clone()]).map_err(|e| LoadError::Syntax {
                     path: path.clone(),
@@ -181,12 +207,21 @@ fn parse_policies(files: &PolicyDir) -> Result<(PolicySet, Origins, Bases), Load
                     });
                 }
                 add(&mut set, &parsed, &parsed_id, id.clone(), path, line)?;
+                if clean && parsed.policy(&parsed_id).is_some() {
+                    already_valid.insert(id.clone());
+                }
                 bases.insert(id.clone(), range.start);
                 origins.insert(id, (path.clone(), line));
             }
         }
     }
-    Ok((set, origins, bases))
+    Ok(Parsed {
+        set,
+        origins,
+        bases,
+        batches,
+        already_valid,
+    })
 }
 
 /// Gives the policies of one file, batch after batch, their final ids and
@@ -269,6 +304,31 @@ fn add(
         id: id.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The part of `policies` to validate: all but the static policies in
+/// `already_valid`, or `None` (validate everything) when that is all of them
+/// anyway or the subset cannot be built.
+fn unvalidated(policies: &PolicySet, already_valid: &HashSet<PolicyId>) -> Option<PolicySet> {
+    if already_valid.is_empty() {
+        return None;
+    }
+    let mut set = PolicySet::new();
+    for template in policies.templates() {
+        set.add_template(template.clone()).ok()?;
+    }
+    for policy in policies.policies() {
+        match policy.template_id() {
+            Some(template) => {
+                let slots = policy.template_links()?;
+                set.link(template.clone(), policy.id().clone(), slots)
+                    .ok()?;
+            }
+            None if already_valid.contains(policy.id()) => {}
+            None => set.add(policy.clone()).ok()?,
+        }
+    }
+    Some(set)
 }
 
 /// Strict validation against the schema; the first error is reported with

@@ -108,7 +108,7 @@ impl StoreEntities {
             .iter()
             .map(|e| (e.uid().clone(), Arc::new(e.clone())))
             .collect();
-        let same = closed_set(map.values().cloned()).map_err(|e| e.to_string())?;
+        let same = closed_set(map.values().cloned())?;
         Ok((Self(map), same))
     }
 
@@ -120,20 +120,20 @@ impl StoreEntities {
 
 /// A set of entities that is already transitively closed.
 pub fn entities(all: Vec<Arc<ast::Entity>>) -> Result<Entities, MappingError> {
-    closed_set(all).map_err(|e| MappingError::Entity {
+    closed_set(all).map_err(|reason| MappingError::Entity {
         uid: "slice".into(),
-        reason: e.to_string(),
+        reason,
     })
 }
 
-fn closed_set(
-    all: impl IntoIterator<Item = Arc<ast::Entity>>,
-) -> Result<Entities, entities::err::EntitiesError> {
-    let set = entities::Entities::new().add_entities(
-        all,
-        None::<&NoEntitiesSchema>,
-        TCComputation::AssumeAlreadyComputed,
-        Extensions::none(),
-    )?;
+fn closed_set(all: impl IntoIterator<Item = Arc<ast::Entity>>) -> Result<Entities, String> {
+    let set = entities::Entities::new()
+        .add_entities(
+            all,
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::none(),
+        )
+        .map_err(|e| e.to_string())?;
     Ok(Entities::from(set))
 }

@@ -85,7 +85,10 @@ fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
 }
 
 fn peer_pairs(pairs: &mut Pairs, facts: &RequestFacts, peer: Option<&Workload>) {
-    if let Some(ip) = facts.source_address.and_then(|a| super::extension::ip(a.ip())) {
+    if let Some(ip) = facts
+        .source_address
+        .and_then(|a| super::extension::ip(a.ip()))
+    {
         push(pairs, "source_ip", ip);
     }
     if let Some(sni) = &facts.sni {

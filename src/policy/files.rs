@@ -79,6 +79,11 @@ impl PolicyDir {
         Ok(schema)
     }
 
+    /// The schema's text.
+    pub fn schema_text(&self) -> &str {
+        &self.schema.1
+    }
+
     /// Every policy file with its text.
     pub fn policy_files(&self) -> impl Iterator<Item = &(PathBuf, String)> {
         self.policies.iter()

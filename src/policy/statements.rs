@@ -15,7 +15,7 @@ use std::ops::Range;
 
 /// Statements parsed per call of Cedar's parser: enough that the call's
 /// fixed cost does not matter, few enough that its syntax tree is small.
-pub const BATCH: usize = 64;
+pub const BATCH: usize = 256;
 
 /// Byte ranges of `text`, in order and together covering all of it, each
 /// holding up to `per_batch` statements (the last also what follows the

@@ -240,3 +240,48 @@ fn batched_parse_loads_every_policy_with_its_line() {
         assert_eq!(store.origins[&id].1, 3 * i + 1, "p{i}");
     }
 }
+
+#[test]
+fn a_reload_still_validates_what_changed() {
+    let n = statements::BATCH * 2;
+    let dir = folder(&[("big.cedar", &many_policies(n, usize::MAX, ""))]);
+    load(&dir).unwrap();
+    // The second batch changes and is now wrong; the first is as before.
+    let bad = "permit(principal, action, resource)\nwhen { principal.nope == 1 };";
+    let text = many_policies(n, statements::BATCH + 3, bad);
+    std::fs::write(dir.path().join("big.cedar"), text).unwrap();
+    let err = load(&dir).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("p{}", statements::BATCH + 3)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_schema_change_validates_unchanged_policies_again() {
+    let n = statements::BATCH + 1;
+    let uses_email = "permit(principal is User, action, resource)\nwhen { principal has email && principal.email like \"*@example.test\" };";
+    let dir = folder(&[("big.cedar", &many_policies(n, 0, uses_email))]);
+    load(&dir).unwrap();
+    // Same policy text, a schema without `User.email`: the unchanged batch
+    // must be validated again, and fail.
+    let schema = schema()
+        .replace("email?: String,", "")
+        .replace("email: String,", "");
+    assert_ne!(schema, self::schema(), "the test schema must lose `email`");
+    std::fs::write(dir.path().join("schema.cedarschema"), schema).unwrap();
+    let err = load(&dir).unwrap_err();
+    assert!(err.to_string().contains("p0"), "{err}");
+}
+
+#[test]
+fn a_failed_load_does_not_mark_its_batches_clean() {
+    let bad = "permit(principal, action, resource)\nwhen { principal.nope == 1 };";
+    let dir = folder(&[("a.cedar", &many_policies(3, 1, bad))]);
+    assert!(load(&dir).is_err());
+    assert!(
+        load(&dir).is_err(),
+        "a second load of the same text is refused too"
+    );
+}

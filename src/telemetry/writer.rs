@@ -62,7 +62,10 @@ impl Shared {
     fn append(&self, line: &[u8]) {
         let mut state = self.lock();
         while state.buffer.len() >= MAX_BUFFER && !state.closed {
-            state = self.room.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         let first = state.buffer.is_empty();
         state.buffer.extend_from_slice(line);
@@ -77,7 +80,10 @@ impl Shared {
         let mut state = self.lock();
         loop {
             while state.buffer.is_empty() && !state.closed {
-                state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = self
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             if !state.closed && state.buffer.len() < FLUSH_AT {
                 state = self

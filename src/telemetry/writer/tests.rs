@@ -36,7 +36,10 @@ fn every_line_from_every_thread_arrives_whole() {
             let writer = writer.clone();
             std::thread::spawn(move || {
                 for i in 0..5_000 {
-                    line(&writer, &format!("thread {t} line {i} {}\n", "x".repeat(i % 50)));
+                    line(
+                        &writer,
+                        &format!("thread {t} line {i} {}\n", "x".repeat(i % 50)),
+                    );
                 }
             })
         })
@@ -51,7 +54,11 @@ fn every_line_from_every_thread_arrives_whole() {
             .filter(|l| l.starts_with(&format!("thread {t} ")))
             .map(|l| l.split(' ').nth(3).unwrap().parse().unwrap())
             .collect();
-        assert_eq!(mine, (0..5_000).collect::<Vec<_>>(), "thread {t} in order, none lost");
+        assert_eq!(
+            mine,
+            (0..5_000).collect::<Vec<_>>(),
+            "thread {t} in order, none lost"
+        );
     }
 }
 
