@@ -15,7 +15,6 @@ mod links;
 pub mod loader;
 mod routes_file;
 mod statements;
-mod validated;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -87,12 +86,33 @@ pub struct PolicyStore {
     pub type_names: crate::mapping::TypeNames,
     /// The entities of `entities`, shared with each request's slice.
     pub shared_entities: crate::mapping::StoreEntities,
+    /// The ids each batch of policy text gave, for the next reload.
+    pub batches: Batches,
 }
 
 impl PolicyStore {
     /// Loads and validates a policy folder. `routes` (from the config) and
     /// the folder's `routes.yaml` are checked against the schema's actions.
     pub fn load(dir: &Path, routes: &[RouteConfig]) -> Result<Self, LoadError> {
+        Self::load_after(dir, routes, None)
+    }
+
+    /// As [`PolicyStore::load`], taking the unchanged policy text of
+    /// `previous` (the set serving from the same folder) from it: shared
+    /// instead of parsed again, and not validated again.
+    pub fn reload(
+        dir: &Path,
+        routes: &[RouteConfig],
+        previous: &PolicyStore,
+    ) -> Result<Self, LoadError> {
+        Self::load_after(dir, routes, Some(previous).filter(|p| p.dir == dir))
+    }
+
+    fn load_after(
+        dir: &Path,
+        routes: &[RouteConfig],
+        previous: Option<&PolicyStore>,
+    ) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
         let Parsed {
@@ -101,7 +121,7 @@ impl PolicyStore {
             bases,
             batches,
             already_valid,
-        } = parse_policies(dir, &files)?;
+        } = parse_policies(&files, previous)?;
         if let Some((path, text)) = files.links() {
             links::apply(&mut policies, &mut origins, path, text)?;
         }
@@ -121,8 +141,8 @@ impl PolicyStore {
                     reason,
                 }
             })?;
-        validated::remember(dir, batches);
         Ok(Self {
+            batches,
             shared_entities,
             policy_count: policies.policies().count() + policies.templates().count(),
             version: files.version(),
@@ -162,66 +182,118 @@ type Origins = HashMap<PolicyId, (PathBuf, usize)>;
 /// Cedar's source spans count from there. Only needed while loading.
 type Bases = HashMap<PolicyId, usize>;
 
-/// What parsing the `.cedar` files gives.
+/// Policy and template ids of each batch of policy text (see the
+/// statements module), keyed by the hash of the schema and the batch.
+pub type Batches = HashMap<statements::Key, Vec<PolicyId>>;
+
+/// What reading the `.cedar` files gives.
+#[derive(Default)]
 struct Parsed {
     set: PolicySet,
     origins: Origins,
     bases: Bases,
-    /// Every batch parsed, to record as clean once the load succeeds.
-    batches: HashSet<validated::Key>,
-    /// Static policies of batches that validated in the previous load.
+    batches: Batches,
+    /// Static policies taken from the previous load, validated there.
     already_valid: HashSet<PolicyId>,
 }
 
-/// Parses every `.cedar` file, a batch of statements at a time, and gives
-/// each policy its `@id`, or `<file>:<line>` without one. Duplicate ids are
-/// an error.
-fn parse_policies(dir: &Path, files: &PolicyDir) -> Result<Parsed, LoadError> {
-    let mut set = PolicySet::new();
-    let mut origins = Origins::new();
-    let mut bases = Bases::new();
-    let mut batches = HashSet::new();
-    let mut already_valid = HashSet::new();
+/// A policy or template of one batch.
+enum Item {
+    Static(Policy),
+    Template(Template),
+}
+
+impl Item {
+    fn annotated_id(&self) -> Option<&str> {
+        match self {
+            Self::Static(p) => p.annotation("id"),
+            Self::Template(t) => t.annotation("id"),
+        }
+    }
+}
+
+/// Reads every `.cedar` file a batch of statements at a time and gives each
+/// policy its `@id`, or `<file>:<line>` without one. A batch whose schema
+/// and text are those of a batch of `previous` (the same folder's serving
+/// set) is taken from it instead of being parsed: its policies are shared,
+/// not copied, and were validated against the same schema. Duplicate ids
+/// are an error.
+fn parse_policies(files: &PolicyDir, previous: Option<&PolicyStore>) -> Result<Parsed, LoadError> {
+    let mut parsed = Parsed::default();
     for (path, text) in files.policy_files() {
         let mut namer = Namer::new(path, text);
         for range in statements::batches(text, statements::BATCH) {
-            let key = validated::key(files.schema_text(), &text[range.clone()]);
-            let clean = validated::was_clean(dir, &key);
-            batches.insert(key);
-            let parsed =
-                PolicySet::from_str(&text[range.clone()]).map_err(|e| LoadError::Syntax {
+            let batch = &text[range.clone()];
+            let key = statements::key(files.schema_text(), batch);
+            let reused = previous.and_then(|p| reuse(p, p.batches.get(&key)?));
+            let was_valid = reused.is_some();
+            let items = match reused {
+                Some(items) => items,
+                None => parse_batch(batch).map_err(|e| LoadError::Syntax {
                     path: path.clone(),
-                    line: files::label_line(&e, text, range.start).unwrap_or(1),
-                    reason: files::flatten(&e),
-                })?;
-            for ((parsed_id, id), line) in namer.name(&parsed) {
-                if let Some((first, first_line)) = origins.get(&id) {
-                    return Err(LoadError::Policy {
-                        path: path.clone(),
-                        line,
-                        id: id.to_string(),
-                        reason: format!(
-                            "duplicate id, first used at {}:{first_line}",
-                            first.display()
-                        ),
-                    });
+                    line: files::label_line(e.as_ref(), text, range.start).unwrap_or(1),
+                    reason: files::flatten(e.as_ref()),
+                })?,
+            };
+            let mut ids = Vec::with_capacity(items.len());
+            for item in items {
+                let line = namer.line(item.annotated_id());
+                let id = namer.id(item.annotated_id(), line);
+                if was_valid && matches!(item, Item::Static(_)) {
+                    parsed.already_valid.insert(id.clone());
                 }
-                add(&mut set, &parsed, &parsed_id, id.clone(), path, line)?;
-                if clean && parsed.policy(&parsed_id).is_some() {
-                    already_valid.insert(id.clone());
-                }
-                bases.insert(id.clone(), range.start);
-                origins.insert(id, (path.clone(), line));
+                parsed.add(item, id.clone(), path, line)?;
+                parsed.bases.insert(id.clone(), range.start);
+                ids.push(id);
             }
+            parsed.batches.insert(key, ids);
         }
     }
-    Ok(Parsed {
-        set,
-        origins,
-        bases,
-        batches,
-        already_valid,
-    })
+    Ok(parsed)
+}
+
+/// The policies and templates of one batch, statics first, as parsed.
+fn parse_batch(batch: &str) -> Result<Vec<Item>, Box<cedar_policy::ParseErrors>> {
+    let set = PolicySet::from_str(batch).map_err(Box::new)?;
+    let statics = set.policies().map(|p| Item::Static(p.clone()));
+    let templates = set.templates().map(|t| Item::Template(t.clone()));
+    Ok(statics.chain(templates).collect())
+}
+
+/// The items of a batch of `previous`, or `None` if one is missing.
+fn reuse(previous: &PolicyStore, ids: &[PolicyId]) -> Option<Vec<Item>> {
+    let set = &previous.policies;
+    ids.iter()
+        .map(|id| match set.policy(id) {
+            Some(p) => Some(Item::Static(p.clone())),
+            None => set.template(id).map(|t| Item::Template(t.clone())),
+        })
+        .collect()
+}
+
+impl Parsed {
+    /// Adds `item` as `id`, refusing an id already used.
+    fn add(&mut self, item: Item, id: PolicyId, path: &Path, line: usize) -> Result<(), LoadError> {
+        let fail = |reason: String| LoadError::Policy {
+            path: path.to_owned(),
+            line,
+            id: id.to_string(),
+            reason,
+        };
+        if let Some((first, first_line)) = self.origins.get(&id) {
+            let at = format!("{}:{first_line}", first.display());
+            return Err(fail(format!("duplicate id, first used at {at}")));
+        }
+        let added = match item {
+            Item::Static(p) if p.id() == &id => self.set.add(p),
+            Item::Static(p) => self.set.add(Policy::new_id(&p, id.clone())),
+            Item::Template(t) if t.id() == &id => self.set.add_template(t),
+            Item::Template(t) => self.set.add_template(Template::new_id(&t, id.clone())),
+        };
+        added.map_err(|e| fail(e.to_string()))?;
+        self.origins.insert(id, (path.to_owned(), line));
+        Ok(())
+    }
 }
 
 /// Gives the policies of one file, batch after batch, their final ids and
@@ -247,23 +319,9 @@ impl<'a> Namer<'a> {
         }
     }
 
-    /// Pairs each parsed policy or template id with its final id and line.
-    fn name(&mut self, parsed: &PolicySet) -> Vec<((PolicyId, PolicyId), usize)> {
-        let statics = parsed
-            .policies()
-            .map(|p| (p.id().clone(), p.annotation("id")));
-        let templates = parsed
-            .templates()
-            .map(|t| (t.id().clone(), t.annotation("id")));
-        let named: Vec<_> = statics.chain(templates).collect();
-        named
-            .into_iter()
-            .map(|(parsed_id, annotated)| {
-                let line = self.line(annotated);
-                let id = annotated.map_or_else(|| format!("{}:{line}", self.file), str::to_owned);
-                ((parsed_id, PolicyId::new(id)), line)
-            })
-            .collect()
+    /// The final id of a policy found at `line`.
+    fn id(&self, annotated: Option<&str>, line: usize) -> PolicyId {
+        PolicyId::new(annotated.map_or_else(|| format!("{}:{line}", self.file), str::to_owned))
     }
 
     fn line(&mut self, annotated: Option<&str>) -> usize {
@@ -281,29 +339,6 @@ impl<'a> Namer<'a> {
             }
         }
     }
-}
-
-fn add(
-    set: &mut PolicySet,
-    parsed: &PolicySet,
-    parsed_id: &PolicyId,
-    id: PolicyId,
-    path: &Path,
-    line: usize,
-) -> Result<(), LoadError> {
-    let result = if let Some(policy) = parsed.policy(parsed_id) {
-        set.add(Policy::new_id(policy, id.clone()))
-    } else if let Some(template) = parsed.template(parsed_id) {
-        set.add_template(Template::new_id(template, id.clone()))
-    } else {
-        return Ok(());
-    };
-    result.map_err(|e| LoadError::Policy {
-        path: path.to_owned(),
-        line,
-        id: id.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 /// The part of `policies` to validate: all but the static policies in

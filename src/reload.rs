@@ -108,7 +108,7 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
     let serving = shared.store.load().version.clone();
     let skip = [Some(serving.clone()), shared.status.rejected()];
     let started = std::time::Instant::now();
-    match load_if_changed(shared, &shared.config.policy_dir, skip).await {
+    match load_if_changed(shared, &shared.config.policy_dir, &shared.store, skip).await {
         Loaded::Unchanged(version) => {
             if version == serving {
                 // The files are back to what serves: nothing is broken.
@@ -140,7 +140,7 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
 
 async fn reload_shadow(shared: &Arc<Shared>, dir: &Path, shadow: &ArcSwap<PolicyStore>) {
     let skip = [Some(shadow.load().version.clone()), None];
-    match load_if_changed(shared, dir, skip).await {
+    match load_if_changed(shared, dir, shadow, skip).await {
         Loaded::New(store) => {
             tracing::info!(policy_set.version = %store.version, "shadow policies reloaded");
             shadow.store(Arc::from(store));
@@ -164,10 +164,17 @@ enum Loaded {
 }
 
 /// Loads a folder on the loader thread unless its content hash is one of
-/// `skip` (the serving version, or a version that already failed).
-async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>; 2]) -> Loaded {
+/// `skip` (the serving version, or a version that already failed), taking
+/// what did not change from `previous` (the set serving from `dir`).
+async fn load_if_changed(
+    shared: &Arc<Shared>,
+    dir: &Path,
+    previous: &ArcSwap<PolicyStore>,
+    skip: [Option<String>; 2],
+) -> Loaded {
     let owned = dir.to_owned();
     let routes = shared.config.request.routes.clone();
+    let previous = previous.load_full();
     let task = crate::policy::loader::run(move || {
         let version = match PolicyStore::version_of(&owned) {
             Ok(version) => version,
@@ -176,7 +183,7 @@ async fn load_if_changed(shared: &Arc<Shared>, dir: &Path, skip: [Option<String>
         if skip.iter().flatten().any(|v| *v == version) {
             return Loaded::Unchanged(version);
         }
-        match PolicyStore::load(&owned, &routes) {
+        match PolicyStore::reload(&owned, &routes, &previous) {
             Ok(store) => Loaded::New(Box::new(store)),
             Err(error) => Loaded::Failed(Some(version), error),
         }

@@ -9,9 +9,26 @@
 //! `//` comment, so splitting after every other `;` cuts the text exactly
 //! where the parser would. What the split gets wrong, the parser still
 //! sees: an unterminated string runs to the end of the file and is
-//! reported there. Parsing the batches is left to the policy module.
+//! reported there. Each batch is also known by a hash of its text and the
+//! schema's, so that a reload can take the unchanged batches from the set
+//! it replaces. Parsing the batches is left to the policy module.
 
 use std::ops::Range;
+
+use sha2::{Digest, Sha256};
+
+/// A batch's text under one schema: a SHA-256 of both, so a changed batch
+/// (or schema) cannot pass for an unchanged one.
+pub type Key = [u8; 32];
+
+/// The key of `batch` read with the schema text `schema`.
+pub fn key(schema: &str, batch: &str) -> Key {
+    let mut hash = Sha256::new();
+    hash.update((schema.len() as u64).to_le_bytes());
+    hash.update(schema);
+    hash.update(batch);
+    hash.finalize().into()
+}
 
 /// Statements parsed per call of Cedar's parser: enough that the call's
 /// fixed cost does not matter, few enough that its syntax tree is small.

@@ -245,12 +245,12 @@ fn batched_parse_loads_every_policy_with_its_line() {
 fn a_reload_still_validates_what_changed() {
     let n = statements::BATCH * 2;
     let dir = folder(&[("big.cedar", &many_policies(n, usize::MAX, ""))]);
-    load(&dir).unwrap();
+    let previous = load(&dir).unwrap();
     // The second batch changes and is now wrong; the first is as before.
     let bad = "permit(principal, action, resource)\nwhen { principal.nope == 1 };";
     let text = many_policies(n, statements::BATCH + 3, bad);
     std::fs::write(dir.path().join("big.cedar"), text).unwrap();
-    let err = load(&dir).unwrap_err();
+    let err = PolicyStore::reload(dir.path(), &[], &previous).unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("p{}", statements::BATCH + 3)),
@@ -263,25 +263,58 @@ fn a_schema_change_validates_unchanged_policies_again() {
     let n = statements::BATCH + 1;
     let uses_email = "permit(principal is User, action, resource)\nwhen { principal has email && principal.email like \"*@example.test\" };";
     let dir = folder(&[("big.cedar", &many_policies(n, 0, uses_email))]);
-    load(&dir).unwrap();
+    let previous = load(&dir).unwrap();
     // Same policy text, a schema without `User.email`: the unchanged batch
     // must be validated again, and fail.
-    let schema = schema()
-        .replace("email?: String,", "")
-        .replace("email: String,", "");
+    let schema = schema().replace("email?: String,", "");
     assert_ne!(schema, self::schema(), "the test schema must lose `email`");
     std::fs::write(dir.path().join("schema.cedarschema"), schema).unwrap();
-    let err = load(&dir).unwrap_err();
+    let err = PolicyStore::reload(dir.path(), &[], &previous).unwrap_err();
     assert!(err.to_string().contains("p0"), "{err}");
 }
 
+/// Every policy of a store as `id file:line text`, sorted.
+fn described(store: &PolicyStore) -> Vec<String> {
+    let mut all: Vec<String> = store
+        .policies
+        .policies()
+        .map(|p| format!("{} {:?} {p}", p.id(), store.origin(p.id())))
+        .chain(
+            store
+                .policies
+                .templates()
+                .map(|t| format!("{} {:?} {t}", t.id(), store.origin(t.id()))),
+        )
+        .collect();
+    all.sort();
+    all
+}
+
 #[test]
-fn a_failed_load_does_not_mark_its_batches_clean() {
-    let bad = "permit(principal, action, resource)\nwhen { principal.nope == 1 };";
-    let dir = folder(&[("a.cedar", &many_policies(3, 1, bad))]);
-    assert!(load(&dir).is_err());
+fn a_reload_gives_what_a_fresh_load_gives() {
+    let n = statements::BATCH * 3;
+    let unnamed = "permit(principal, action, resource);\n";
+    // One policy of the (unchanged) second batch has no `@id`: reused, it
+    // must still get the id of its new line.
+    let second = statements::BATCH + 5;
+    let policies = many_policies(n, usize::MAX, "").replace(&format!("@id(\"p{second}\")"), "");
+    let text = format!("{unnamed}{policies}{unnamed}");
+    let dir = folder(&[("big.cedar", &text)]);
+    let previous = load(&dir).unwrap();
+    // Lines move (unnamed policies get new ids) and the last batch changes.
+    let moved = format!("// a new first line\n\n{text}forbid(principal, action, resource);\n");
+    std::fs::write(dir.path().join("big.cedar"), moved).unwrap();
+    let reloaded = PolicyStore::reload(dir.path(), &[], &previous).unwrap();
+    let fresh = load(&dir).unwrap();
+    assert_eq!(described(&reloaded), described(&fresh));
+    assert!(reloaded.origin(&PolicyId::new("big.cedar:3")).is_some());
+    let line = 1 + 3 * second + 2 + 2;
+    let moved_id = PolicyId::new(format!("big.cedar:{line}"));
     assert!(
-        load(&dir).is_err(),
-        "a second load of the same text is refused too"
+        reloaded.origin(&moved_id).is_some(),
+        "{:?}",
+        described(&reloaded).iter().find(|d| !d.starts_with('p'))
     );
+    assert_eq!(reloaded.version, fresh.version);
+    assert_eq!(reloaded.policy_count, n + 3);
 }
