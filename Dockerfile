@@ -13,10 +13,10 @@ COPY . .
 # Fetch every dependency first: build.rs runs `cargo metadata --offline`,
 # which needs the whole locked graph (dev-dependencies included) on disk.
 RUN cargo fetch --locked
-RUN cargo build --release --locked --bin cedar-ext-authz
+RUN cargo build --profile production --locked --bin cedar-ext-authz
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/cedar-ext-authz /usr/local/bin/cedar-ext-authz
+COPY --from=build /src/target/production/cedar-ext-authz /usr/local/bin/cedar-ext-authz
 COPY k8s/base/config.yaml /etc/cedar-ext-authz/config.yaml
 COPY policies/schema.cedarschema policies/*.cedar policies/entities.json policies/links.yaml policies/routes.yaml /etc/cedar-ext-authz/policies/
 USER 65532:65532

@@ -118,7 +118,8 @@ pub async fn reload(shared: &Arc<Shared>) -> bool {
         }
         Loaded::New(store) => {
             let (version, count) = (store.version.clone(), store.policy_count);
-            shared.store.store(Arc::from(store));
+            let old = shared.store.swap(Arc::from(store));
+            crate::policy::loader::retire(old);
             shared.status.succeeded();
             crate::metrics::policy_loaded(&version, count, true);
             tracing::info!(
@@ -143,7 +144,7 @@ async fn reload_shadow(shared: &Arc<Shared>, dir: &Path, shadow: &ArcSwap<Policy
     match load_if_changed(shared, dir, shadow, skip).await {
         Loaded::New(store) => {
             tracing::info!(policy_set.version = %store.version, "shadow policies reloaded");
-            shadow.store(Arc::from(store));
+            crate::policy::loader::retire(shadow.swap(Arc::from(store)));
         }
         Loaded::Unchanged(_) => {}
         Loaded::Failed(_, error) => {
