@@ -1455,9 +1455,16 @@ fn dockerfile_builds_locked_and_runs_non_root_on_the_served_ports() {
         froms.last().copied(),
         Some("gcr.io/distroless/cc-debian12:nonroot")
     );
+    // The profile the benchmarks measure, and the binary that profile built.
     assert!(lines
         .iter()
-        .any(|l| l.starts_with("RUN cargo build --release --locked")));
+        .any(|l| l.starts_with("RUN cargo build --profile production --locked")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("COPY --from=build")
+            && l.contains("/target/production/cedar-ext-authz ")));
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[profile.production]"));
 
     let user = lines
         .iter()

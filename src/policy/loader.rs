@@ -105,7 +105,9 @@ mod tests {
         struct Witness(std::sync::mpsc::Sender<Option<String>>);
         impl Drop for Witness {
             fn drop(&mut self) {
-                let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+                let _ = self
+                    .0
+                    .send(std::thread::current().name().map(str::to_owned));
             }
         }
         let (tx, rx) = std::sync::mpsc::channel();
