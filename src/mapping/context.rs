@@ -42,7 +42,7 @@ pub fn build(
         .iter()
         .map(|(k, v)| (k.as_str(), string(v)));
     push(&mut pairs, "ext", cedar::record(ext));
-    peer_pairs(&mut pairs, facts, identity.peer.as_ref());
+    peer_pairs(&mut pairs, facts, identity.peer.as_ref())?;
     push(
         &mut pairs,
         "time",
@@ -84,18 +84,22 @@ fn http_pairs(pairs: &mut Pairs, http: &HttpFacts) {
     }
 }
 
-fn peer_pairs(pairs: &mut Pairs, facts: &RequestFacts, peer: Option<&Workload>) {
-    if let Some(ip) = facts
-        .source_address
-        .and_then(|a| super::extension::ip(a.ip()))
-    {
-        push(pairs, "source_ip", ip);
+fn peer_pairs(
+    pairs: &mut Pairs,
+    facts: &RequestFacts,
+    peer: Option<&Workload>,
+) -> Result<(), MappingError> {
+    if let Some(address) = facts.source_address {
+        // Fail closed: an address Cedar cannot express denies the request
+        // rather than leaving `source_ip` out, which a `has` guard would
+        // read as "no address" and skip an address-based forbid.
+        push(pairs, "source_ip", super::extension::ip(address.ip())?);
     }
     if let Some(sni) = &facts.sni {
         push(pairs, "sni", string(sni));
     }
     let Some(peer) = peer else {
-        return;
+        return Ok(());
     };
     push(pairs, "spiffe_id", string(&peer.id));
     let mut parts = vec![("trust_domain", string(&peer.trust_domain))];
@@ -106,6 +110,7 @@ fn peer_pairs(pairs: &mut Pairs, facts: &RequestFacts, peer: Option<&Workload>) 
         parts.push(("service_account", string(sa)));
     }
     push(pairs, "spiffe", cedar::record(parts));
+    Ok(())
 }
 
 /// Formats a time as Cedar's `datetime` literal, to the second, UTC:

@@ -43,13 +43,19 @@ pub fn datetime(text: String) -> Result<Value, MappingError> {
     value.ok_or_else(|| MappingError::Context(format!("`{text}` is not a Cedar datetime")))
 }
 
-/// `ip("<address>")`; every address Rust parsed is one Cedar takes.
-pub fn ip(address: IpAddr) -> Option<Value> {
-    CACHE.with_borrow_mut(|cache| {
+/// `ip("<address>")`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how
+/// a dual-stack listener reports an IPv4 client) becomes its IPv4 address:
+/// Cedar refuses the mixed notation, and policies name IPv4 ranges. Any
+/// other address Cedar refuses (such as `::1.2.3.4`) is a mapping fault:
+/// the request is denied.
+pub fn ip(address: IpAddr) -> Result<Value, MappingError> {
+    let address = address.to_canonical();
+    let value = CACHE.with_borrow_mut(|cache| {
         cached(&mut cache.ips, address, |a| {
             cedar::evaluate(RestrictedExpression::new_ip(a.to_string()))
         })
-    })
+    });
+    value.ok_or_else(|| MappingError::Context(format!("`{address}` is not a Cedar ip")))
 }
 
 fn cached<K: std::hash::Hash + Eq + Clone>(
@@ -81,7 +87,30 @@ mod tests {
             assert_eq!(datetime(text.clone()).unwrap(), fresh_datetime);
             let address: IpAddr = "10.1.2.3".parse().unwrap();
             assert_eq!(ip(address).unwrap(), fresh_ip);
+            let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+            assert_eq!(ip(mapped).unwrap(), fresh_ip);
         }
+    }
+
+    /// The kind of fault: a value Cedar refuses must not silently drop an
+    /// attribute (a `has`-guarded forbid would then not apply). Every form
+    /// an address can take reaches Cedar as an `ip` value.
+    #[test]
+    fn every_address_form_becomes_a_cedar_ip() {
+        for text in [
+            "::ffff:203.0.113.9",
+            "::1.2.3.4",
+            "::1",
+            "::",
+            "0.0.0.0",
+            "fe80::1",
+            "2001:db8::1",
+        ] {
+            let address: IpAddr = text.parse().unwrap();
+            assert!(ip(address).is_ok(), "{text}");
+        }
+        let mapped = ip("::ffff:203.0.113.9".parse().unwrap()).unwrap();
+        assert_eq!(mapped, ip("203.0.113.9".parse().unwrap()).unwrap());
     }
 
     #[test]

@@ -68,7 +68,8 @@ fn statement_ends(text: &str) -> impl Iterator<Item = usize> + '_ {
                 (State::Code, b'"') => State::String,
                 (State::Code, b'/') if bytes.get(at) == Some(&b'/') => State::Comment,
                 (State::String, b'\\') => State::Escape,
-                (State::String, b'"') | (State::Comment, b'\n') => State::Code,
+                // Cedar's comments end at either line break.
+                (State::String, b'"') | (State::Comment, b'\n' | b'\r') => State::Code,
                 (State::Escape, _) => State::String,
                 (state, _) => state,
             };
@@ -125,6 +126,29 @@ mod tests {
         assert_eq!(parts.len(), 3, "{parts:?}");
         assert!(parts[0].ends_with("\"*;\\\";*\" };"));
         assert!(parts[1].ends_with("resource);"));
+    }
+
+    /// The kind of fault: a split that disagrees with Cedar's lexer could
+    /// turn comment text into a policy. Batches of one statement must parse
+    /// to exactly the policies of the whole text.
+    #[test]
+    fn batches_parse_to_what_the_whole_text_parses_to() {
+        let texts = [
+            "//\rforbid(principal, action, resource) when { \"\\n\" == \"\" }; // \"; @id(\"x\") permit(principal, action, resource);\n",
+            "permit(principal, action, resource); // a; b\rforbid(principal, action, resource);",
+            "@id(\"a;b\") permit(principal, action, resource) when { \"\\\";\" == \"\" };\n// ;;\n",
+            "permit(principal, action, resource) when { context.s like \"*;*\" };\r\nforbid(principal, action, resource);\r\n",
+        ];
+        for text in texts {
+            let whole: cedar_policy::PolicySet = text.parse().unwrap();
+            let mut from_batches = Vec::new();
+            for part in split(text, 1) {
+                let set: cedar_policy::PolicySet = part.parse().unwrap();
+                from_batches.extend(set.policies().map(|p| p.to_string()));
+            }
+            let whole: Vec<String> = whole.policies().map(|p| p.to_string()).collect();
+            assert_eq!(from_batches, whole, "{text:?}");
+        }
     }
 
     #[test]

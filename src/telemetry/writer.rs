@@ -26,6 +26,9 @@ pub const LINGER: Duration = Duration::from_millis(10);
 pub const FLUSH_AT: usize = 256 * 1024;
 /// Buffered bytes at which appending waits for the writer.
 pub const MAX_BUFFER: usize = 8 * 1024 * 1024;
+/// How long shutdown waits for the last lines to be written: an output
+/// that blocks (a stalled log collector) must not keep the process alive.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Hands out line writers; cheap to clone.
 #[derive(Clone)]
@@ -43,7 +46,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signals the writer: a first line, a full batch, or closing.
     wake: Condvar,
-    /// Signals appenders waiting for room.
+    /// Signals appenders waiting for room, and shutdown that the writer
+    /// has finished.
     room: Condvar,
 }
 
@@ -51,6 +55,8 @@ struct Shared {
 struct State {
     buffer: Vec<u8>,
     closed: bool,
+    /// Set by the writer thread when it has written everything and stops.
+    finished: bool,
 }
 
 impl Shared {
@@ -101,6 +107,8 @@ impl Shared {
             spare.clear();
             state = self.lock();
             if closed && state.buffer.is_empty() {
+                state.finished = true;
+                self.room.notify_all();
                 return;
             }
         }
@@ -128,11 +136,20 @@ impl BatchWriter {
 }
 
 impl Drop for WriterGuard {
+    /// Writes what is buffered, waiting at most [`SHUTDOWN_WAIT`].
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut state = self.shared.lock();
+        state.closed = true;
         self.shared.wake.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let (state, _) = self
+            .shared
+            .room
+            .wait_timeout_while(state, SHUTDOWN_WAIT, |s| !s.finished)
+            .unwrap_or_else(PoisonError::into_inner);
+        let finished = state.finished;
+        drop(state);
+        if let Some(thread) = self.thread.take().filter(|_| finished) {
             let _ = thread.join();
         }
     }

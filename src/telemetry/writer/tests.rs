@@ -111,3 +111,19 @@ fn a_blocked_output_makes_appenders_wait_not_drop() {
     drop(guard);
     assert_eq!(sink.text().lines().count(), lines);
 }
+
+#[test]
+fn shutdown_gives_up_on_an_output_that_never_takes_anything() {
+    let sink = Sink::default();
+    let (_never_opened, gate) = mpsc::channel::<()>();
+    let (writer, guard) = BatchWriter::spawn(Gate(gate, sink)).unwrap();
+    line(&writer, "stuck\n");
+    std::thread::sleep(LINGER * 3);
+    let started = Instant::now();
+    drop(guard);
+    let took = started.elapsed();
+    assert!(
+        took >= SHUTDOWN_WAIT && took < SHUTDOWN_WAIT * 3,
+        "{took:?}"
+    );
+}
