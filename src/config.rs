@@ -366,6 +366,11 @@ impl Config {
                 ));
             }
         }
+        // One record key per header: names differing only in case are one.
+        let mut seen = std::collections::HashSet::new();
+        self.request
+            .context_headers
+            .retain(|header| seen.insert(header.clone()));
         for route in &self.request.routes {
             route.check()?;
         }
@@ -417,6 +422,12 @@ mod tests {
             let text = format!("request:\n  context_headers: [{header}]\n");
             assert!(parse(&text).is_err(), "{header} accepted");
         }
+    }
+
+    #[test]
+    fn context_headers_differing_in_case_are_one() {
+        let config = parse("request:\n  context_headers: [X-Foo, x-foo, x-bar]\n").unwrap();
+        assert_eq!(config.request.context_headers, ["x-foo", "x-bar"]);
     }
 
     #[test]
