@@ -318,3 +318,18 @@ fn a_reload_gives_what_a_fresh_load_gives() {
     assert_eq!(reloaded.version, fresh.version);
     assert_eq!(reloaded.policy_count, n + 3);
 }
+
+/// Field case 12 (`[POLICY-LOAD]`) with reuse: a half-written file whose
+/// first batch is unchanged must still be refused as a whole.
+#[test]
+fn policy_load_truncated_file_on_reload_is_refused_with_reused_batches() {
+    let text = many_policies(statements::BATCH * 2, usize::MAX, "");
+    let dir = folder(&[("big.cedar", &text)]);
+    let previous = load(&dir).unwrap();
+    let cut = text.len() * 3 / 4;
+    let half = &text[..text[..cut].rfind("permit").unwrap() + 10];
+    std::fs::write(dir.path().join("big.cedar"), half).unwrap();
+    let err = PolicyStore::reload(dir.path(), &[], &previous).unwrap_err();
+    assert!(matches!(err, LoadError::Syntax { .. }), "{err}");
+    assert!(err.to_string().contains("big.cedar:"), "{err}");
+}
