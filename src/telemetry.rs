@@ -11,8 +11,8 @@ use std::io::IsTerminal;
 
 use tracing::Span;
 use tracing_subscriber::{
-    fmt, fmt::writer::BoxMakeWriter, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter,
-    Layer as _,
+    fmt, fmt::writer::EitherWriter, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer as _,
 };
 
 use crate::authorize::Outcome;
@@ -85,8 +85,8 @@ fn install(config: &LogConfig, otel: crate::otel::OtelGuard) -> TelemetryGuard {
     // Lines are written in batches by a writer thread, and never dropped
     // (see the writer module). Without a thread, they go straight out.
     let (writer, guard) = match writer::BatchWriter::spawn(std::io::stdout()) {
-        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
-        Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
+        Ok((writer, guard)) => (LogWriter::Batched(writer), Some(guard)),
+        Err(_) => (LogWriter::Direct, None),
     };
     // The level filters the log only; spans reach the OpenTelemetry layer
     // whatever `RUST_LOG` says.
@@ -112,6 +112,24 @@ fn install(config: &LogConfig, otel: crate::otel::OtelGuard) -> TelemetryGuard {
         }
     }
     TelemetryGuard { otel, _log: guard }
+}
+
+/// Where log lines go: batched by the writer thread, or straight to
+/// stdout when that thread could not start. No allocation per line.
+enum LogWriter {
+    Batched(writer::BatchWriter),
+    Direct,
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = EitherWriter<writer::Line<'a>, std::io::Stdout>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match self {
+            Self::Batched(writer) => EitherWriter::A(writer.make_writer()),
+            Self::Direct => EitherWriter::B(std::io::stdout()),
+        }
+    }
 }
 
 /// The span of one Check. Without span export it is a disabled span: the

@@ -36,11 +36,11 @@ thread_local! {
 /// text Cedar refuses is a mapping fault (the request is denied).
 pub fn datetime(text: String) -> Result<Value, MappingError> {
     let value = CACHE.with_borrow_mut(|cache| {
-        cached(&mut cache.datetimes, text.clone(), |t| {
+        cached(&mut cache.datetimes, text, |t| {
             cedar::evaluate(RestrictedExpression::new_datetime(t))
         })
     });
-    value.ok_or_else(|| MappingError::Context(format!("`{text}` is not a Cedar datetime")))
+    value.ok_or_else(|| MappingError::Context("a time Cedar's datetime cannot express".into()))
 }
 
 /// `ip("<address>")`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how

@@ -58,8 +58,6 @@ pub struct PolicyIndex {
 #[derive(Debug)]
 struct Entry {
     id: PolicyId,
-    /// For a template-linked policy, its template's id.
-    template: Option<PolicyId>,
     principal: Constraint,
     action: Actions,
     resource: Constraint,
@@ -82,6 +80,11 @@ impl Keyed {
     }
 }
 
+fn shrink_buckets<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>) {
+    map.values_mut().for_each(Vec::shrink_to_fit);
+    map.shrink_to_fit();
+}
+
 /// `uid` followed by all of its ancestors in `entities`.
 fn with_ancestors<'a>(
     uid: &'a EntityUid,
@@ -99,7 +102,6 @@ impl PolicyIndex {
         for policy in set.policies() {
             let entry = Entry {
                 id: policy.id().clone(),
-                template: policy.template_id().cloned(),
                 principal: policy.principal_constraint().into(),
                 action: policy.action_constraint().into(),
                 resource: policy.resource_constraint().into(),
@@ -112,19 +114,11 @@ impl PolicyIndex {
 
     /// Gives back what the buckets over-allocated while filing.
     fn shrink(&mut self) {
-        let maps = [
-            &mut self.principal.by_uid,
-            &mut self.resource.by_uid,
-            &mut self.action,
-        ];
-        for map in maps {
-            map.values_mut().for_each(Vec::shrink_to_fit);
-            map.shrink_to_fit();
-        }
-        for map in [&mut self.principal.by_type, &mut self.resource.by_type] {
-            map.values_mut().for_each(Vec::shrink_to_fit);
-            map.shrink_to_fit();
-        }
+        shrink_buckets(&mut self.principal.by_uid);
+        shrink_buckets(&mut self.resource.by_uid);
+        shrink_buckets(&mut self.action);
+        shrink_buckets(&mut self.principal.by_type);
+        shrink_buckets(&mut self.resource.by_type);
         self.unscoped.shrink_to_fit();
     }
 
@@ -230,7 +224,7 @@ impl PolicyIndex {
         for entry in picks.iter().filter_map(|&at| self.entries.get(at)) {
             let missing = || SubsetError::Missing(entry.id.to_string());
             let policy = whole.policy(&entry.id).ok_or_else(missing)?;
-            let Some(template_id) = &entry.template else {
+            let Some(template_id) = policy.template_id() else {
                 set.add(policy.clone())?;
                 continue;
             };
