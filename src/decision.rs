@@ -6,7 +6,7 @@
 //! evaluation error therefore denies. Building the CheckResponse from a
 //! decision is left to the response module.
 
-use cedar_policy::{AuthorizationError, Authorizer, Decision as CedarDecision, PolicyId};
+use cedar_policy::{AuthorizationError, Decision as CedarDecision, PolicyId};
 
 use crate::config::{DecisionConfig, OnEvaluationError};
 use crate::mapping::CedarRequest;
@@ -89,11 +89,11 @@ pub fn decide(
     anonymous: bool,
     config: &DecisionConfig,
 ) -> Decision {
-    let (whole, cedar, entities) = (&store.policies, &request.request, &request.entities);
+    let (cedar, entities) = (&request.request, &request.entities);
     let response = if config.policy_index {
-        store.index.is_authorized(whole, cedar, entities)
+        store.index.is_authorized(cedar, entities)
     } else {
-        Authorizer::new().is_authorized(cedar, whole, entities)
+        store.index.is_authorized_by_all(cedar, entities)
     };
     let on_error = config.on_evaluation_error;
     let diagnostics = response.diagnostics();

@@ -13,22 +13,22 @@ pub mod format;
 pub mod index;
 mod links;
 pub mod loader;
+mod parse;
 mod routes_file;
 mod statements;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    Entities, Policy, PolicyId, PolicySet, Schema, Template, ValidationMode, ValidationWarning,
-    Validator,
+    Entities, PolicyId, PolicySet, Schema, ValidationMode, ValidationWarning, Validator,
 };
 
 pub use annotations::DenyAnnotation;
-use files::{line_of, PolicyDir};
+use files::PolicyDir;
 pub use index::PolicyIndex;
+pub use parse::Batches;
 
 use crate::request::routes::RouteConfig;
 
@@ -63,8 +63,9 @@ pub enum LoadError {
 /// A loaded, validated policy set and everything decided with it.
 #[derive(Debug)]
 pub struct PolicyStore {
-    pub policies: PolicySet,
-    /// `policies` filed by scope, so a request evaluates only candidates.
+    /// Every policy (static ones, then template links), filed by scope so
+    /// that a request evaluates only candidates. The index holds the
+    /// policies; there is no other copy.
     pub index: PolicyIndex,
     pub schema: Schema,
     /// Entities from `entities.json` plus the schema's actions, with their
@@ -115,27 +116,38 @@ impl PolicyStore {
     ) -> Result<Self, LoadError> {
         let files = PolicyDir::read(dir)?;
         let schema = files.schema()?;
-        let Parsed {
-            set: mut policies,
+        let validator = Validator::new(schema.clone());
+        let parse::Parsed {
+            statics,
+            templates,
             mut origins,
             bases,
             batches,
-            already_valid,
-        } = parse_policies(&files, previous)?;
-        if let Some((path, text)) = files.links() {
-            links::apply(&mut policies, &mut origins, path, text)?;
+        } = parse::policies(&files, &validator, previous)?;
+        // Templates and links are validated on every load, together.
+        let mut linked = PolicySet::new();
+        let template_count = templates.len();
+        for template in templates {
+            linked.add_template(template).map_err(|e| LoadError::Io {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
         }
-        let unvalidated = unvalidated(&policies, &already_valid);
-        let to_validate = unvalidated.as_ref().unwrap_or(&policies);
-        validate(to_validate, &schema, &origins, &bases, &files)?;
-        let deny_annotations = annotations::read(&policies, &origins)?;
+        if let Some((path, text)) = files.links() {
+            links::apply(&mut linked, &mut origins, path, text)?;
+        }
+        validate(&linked, &validator, &origins, &bases, &files)?;
+        let links: Vec<_> = linked.policies().map(|p| p.as_ref().clone()).collect();
+        drop(linked);
+        let index = PolicyIndex::from_policies(statics.into_iter().chain(links));
+        let deny_annotations = annotations::read(&index, &origins)?;
         let mut routes = routes.to_vec();
         if let Some((path, text)) = files.routes() {
             routes.extend(routes_file::read(path, text)?);
         }
         check_routes(&routes, &schema)?;
         let (shared_entities, entities) =
-            crate::mapping::StoreEntities::share(&files.entities(&schema)?).map_err(|reason| {
+            crate::mapping::StoreEntities::share(files.entities(&schema)?).map_err(|reason| {
                 LoadError::Entities {
                     path: dir.join(files::ENTITIES_FILE),
                     reason,
@@ -144,10 +156,9 @@ impl PolicyStore {
         Ok(Self {
             batches,
             shared_entities,
-            policy_count: policies.policies().count() + policies.templates().count(),
+            policy_count: index.len() + template_count,
             version: files.version(),
-            index: PolicyIndex::build(&policies),
-            policies,
+            index,
             schema,
             entities,
             deny_annotations,
@@ -182,190 +193,6 @@ type Origins = HashMap<PolicyId, (PathBuf, usize)>;
 /// Cedar's source spans count from there. Only needed while loading.
 type Bases = HashMap<PolicyId, usize>;
 
-/// Policy and template ids of each batch of policy text (see the
-/// statements module), keyed by the hash of the schema and the batch.
-pub type Batches = HashMap<statements::Key, Vec<PolicyId>>;
-
-/// What reading the `.cedar` files gives.
-#[derive(Default)]
-struct Parsed {
-    set: PolicySet,
-    origins: Origins,
-    bases: Bases,
-    batches: Batches,
-    /// Static policies taken from the previous load, validated there.
-    already_valid: HashSet<PolicyId>,
-}
-
-/// A policy or template of one batch.
-enum Item {
-    Static(Policy),
-    Template(Template),
-}
-
-impl Item {
-    fn annotated_id(&self) -> Option<&str> {
-        match self {
-            Self::Static(p) => p.annotation("id"),
-            Self::Template(t) => t.annotation("id"),
-        }
-    }
-}
-
-/// Reads every `.cedar` file a batch of statements at a time and gives each
-/// policy its `@id`, or `<file>:<line>` without one. A batch whose schema
-/// and text are those of a batch of `previous` (the same folder's serving
-/// set) is taken from it instead of being parsed: its policies are shared,
-/// not copied, and were validated against the same schema. Duplicate ids
-/// are an error.
-fn parse_policies(files: &PolicyDir, previous: Option<&PolicyStore>) -> Result<Parsed, LoadError> {
-    let mut parsed = Parsed::default();
-    for (path, text) in files.policy_files() {
-        let mut namer = Namer::new(path, text);
-        for range in statements::batches(text, statements::BATCH) {
-            let batch = &text[range.clone()];
-            let key = statements::key(files.schema_text(), batch);
-            let reused = previous.and_then(|p| reuse(p, p.batches.get(&key)?));
-            let was_valid = reused.is_some();
-            let items = match reused {
-                Some(items) => items,
-                None => parse_batch(batch).map_err(|e| LoadError::Syntax {
-                    path: path.clone(),
-                    line: files::label_line(e.as_ref(), text, range.start).unwrap_or(1),
-                    reason: files::flatten(e.as_ref()),
-                })?,
-            };
-            let mut ids = Vec::with_capacity(items.len());
-            for item in items {
-                let line = namer.line(item.annotated_id());
-                let id = namer.id(item.annotated_id(), line);
-                if was_valid && matches!(item, Item::Static(_)) {
-                    parsed.already_valid.insert(id.clone());
-                }
-                parsed.add(item, id.clone(), path, line)?;
-                parsed.bases.insert(id.clone(), range.start);
-                ids.push(id);
-            }
-            parsed.batches.insert(key, ids);
-        }
-    }
-    Ok(parsed)
-}
-
-/// The policies and templates of one batch, statics first, as parsed.
-fn parse_batch(batch: &str) -> Result<Vec<Item>, Box<cedar_policy::ParseErrors>> {
-    let set = PolicySet::from_str(batch).map_err(Box::new)?;
-    let statics = set.policies().map(|p| Item::Static(p.clone()));
-    let templates = set.templates().map(|t| Item::Template(t.clone()));
-    Ok(statics.chain(templates).collect())
-}
-
-/// The items of a batch of `previous`, or `None` if one is missing.
-fn reuse(previous: &PolicyStore, ids: &[PolicyId]) -> Option<Vec<Item>> {
-    let set = &previous.policies;
-    ids.iter()
-        .map(|id| match set.policy(id) {
-            Some(p) => Some(Item::Static(p.clone())),
-            None => set.template(id).map(|t| Item::Template(t.clone())),
-        })
-        .collect()
-}
-
-impl Parsed {
-    /// Adds `item` as `id`, refusing an id already used.
-    fn add(&mut self, item: Item, id: PolicyId, path: &Path, line: usize) -> Result<(), LoadError> {
-        let fail = |reason: String| LoadError::Policy {
-            path: path.to_owned(),
-            line,
-            id: id.to_string(),
-            reason,
-        };
-        if let Some((first, first_line)) = self.origins.get(&id) {
-            let at = format!("{}:{first_line}", first.display());
-            return Err(fail(format!("duplicate id, first used at {at}")));
-        }
-        let added = match item {
-            Item::Static(p) if p.id() == &id => self.set.add(p),
-            Item::Static(p) => self.set.add(Policy::new_id(&p, id.clone())),
-            Item::Template(t) if t.id() == &id => self.set.add_template(t),
-            Item::Template(t) => self.set.add_template(Template::new_id(&t, id.clone())),
-        };
-        added.map_err(|e| fail(e.to_string()))?;
-        self.origins.insert(id, (path.to_owned(), line));
-        Ok(())
-    }
-}
-
-/// Gives the policies of one file, batch after batch, their final ids and
-/// lines.
-struct Namer<'a> {
-    file: String,
-    text: &'a str,
-    lines: files::PolicyLines,
-    seen_unnamed: usize,
-    seen_ids: HashMap<String, usize>,
-}
-
-impl<'a> Namer<'a> {
-    fn new(path: &Path, text: &'a str) -> Self {
-        Self {
-            file: path
-                .file_name()
-                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-            text,
-            lines: files::PolicyLines::scan(text),
-            seen_unnamed: 0,
-            seen_ids: HashMap::new(),
-        }
-    }
-
-    /// The final id of a policy found at `line`.
-    fn id(&self, annotated: Option<&str>, line: usize) -> PolicyId {
-        PolicyId::new(annotated.map_or_else(|| format!("{}:{line}", self.file), str::to_owned))
-    }
-
-    fn line(&mut self, annotated: Option<&str>) -> usize {
-        match annotated {
-            Some(id) => {
-                let seen = self.seen_ids.entry(id.to_owned()).or_default();
-                let line = self.lines.of_id(id, *seen);
-                *seen += 1;
-                // An id with escapes is spelt differently in the text.
-                line.unwrap_or_else(|| line_of(self.text, &format!("@id(\"{id}\")")))
-            }
-            None => {
-                self.seen_unnamed += 1;
-                self.lines.of_unnamed(self.seen_unnamed).unwrap_or(1)
-            }
-        }
-    }
-}
-
-/// The part of `policies` to validate: all but the static policies in
-/// `already_valid`, or `None` (validate everything) when that is all of them
-/// anyway or the subset cannot be built.
-fn unvalidated(policies: &PolicySet, already_valid: &HashSet<PolicyId>) -> Option<PolicySet> {
-    if already_valid.is_empty() {
-        return None;
-    }
-    let mut set = PolicySet::new();
-    for template in policies.templates() {
-        set.add_template(template.clone()).ok()?;
-    }
-    for policy in policies.policies() {
-        match policy.template_id() {
-            Some(template) => {
-                let slots = policy.template_links()?;
-                set.link(template.clone(), policy.id().clone(), slots)
-                    .ok()?;
-            }
-            None if already_valid.contains(policy.id()) => {}
-            None => set.add(policy.clone()).ok()?,
-        }
-    }
-    Some(set)
-}
-
 /// Strict validation against the schema; the first error is reported with
 /// the line it points at. Warnings that mean a policy is wrong are refused
 /// too: a policy that can never apply, an action applied where the schema
@@ -373,12 +200,15 @@ fn unvalidated(policies: &PolicySet, already_valid: &HashSet<PolicyId>) -> Optio
 /// reviewed text read differently from what Cedar parses).
 fn validate(
     policies: &PolicySet,
-    schema: &Schema,
+    validator: &Validator,
     origins: &Origins,
     bases: &Bases,
     files: &PolicyDir,
 ) -> Result<(), LoadError> {
-    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let result = validator.validate(policies, ValidationMode::Strict);
     let error = result
         .validation_errors()
         .map(|e| (e.policy_id(), e as &(dyn miette::Diagnostic + 'static)))

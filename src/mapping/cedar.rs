@@ -101,12 +101,12 @@ pub struct StoreEntities(HashMap<EntityUID, Arc<ast::Entity>>);
 
 impl StoreEntities {
     /// Shares the entities of `loaded` (closed, as loading leaves them)
-    /// and gives back a set holding the same shared entities.
-    pub fn share(loaded: &Entities) -> Result<(Self, Entities), String> {
+    /// and gives back a set holding the same shared entities. `loaded` is
+    /// consumed as it is copied, so a big entity set never exists twice.
+    pub fn share(loaded: Entities) -> Result<(Self, Entities), String> {
         let map: HashMap<EntityUID, Arc<ast::Entity>> = loaded
-            .as_ref()
-            .iter()
-            .map(|e| (e.uid().clone(), Arc::new(e.clone())))
+            .into_iter()
+            .map(|e| (e.uid().as_ref().clone(), Arc::new(e.as_ref().clone())))
             .collect();
         let same = closed_set(map.values().cloned())?;
         Ok((Self(map), same))

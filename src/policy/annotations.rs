@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use cedar_policy::{Effect, PolicyId, PolicySet};
+use cedar_policy::PolicyId;
+use cedar_policy_core::ast::{self, Effect};
 
-use super::{LoadError, Origins};
+use super::{LoadError, Origins, PolicyIndex};
 
 /// Annotation keys this server reads.
 pub const STATUS_KEY: &str = "http_status";
@@ -23,24 +24,26 @@ pub struct DenyAnnotation {
     pub message: Option<String>,
 }
 
-/// Reads and checks the annotations of every policy.
+/// Reads and checks the annotations of every policy (a linked policy has
+/// its template's).
 pub fn read(
-    policies: &PolicySet,
+    policies: &PolicyIndex,
     origins: &Origins,
 ) -> Result<HashMap<PolicyId, DenyAnnotation>, LoadError> {
     let mut found = HashMap::new();
     for policy in policies.policies() {
-        let status = policy.annotation(STATUS_KEY);
-        let message = policy.annotation(MESSAGE_KEY);
+        let status = annotation(policy, STATUS_KEY);
+        let message = annotation(policy, MESSAGE_KEY);
         if status.is_none() && message.is_none() {
             continue;
         }
+        let id = PolicyId::new(policy.id().as_ref());
         let fail = |reason: String| {
-            let (path, line) = origins.get(policy.id()).cloned().unwrap_or_default();
+            let (path, line) = origins.get(&id).cloned().unwrap_or_default();
             LoadError::Policy {
                 path,
                 line,
-                id: policy.id().to_string(),
+                id: id.to_string(),
                 reason,
             }
         };
@@ -53,9 +56,16 @@ pub fn read(
             http_status: status.map(parse_status).transpose().map_err(fail)?,
             message: message.map(check_message).transpose().map_err(fail)?,
         };
-        found.insert(policy.id().clone(), annotation);
+        found.insert(id, annotation);
     }
     Ok(found)
+}
+
+fn annotation<'a>(policy: &'a ast::Policy, key: &str) -> Option<&'a str> {
+    policy
+        .annotations()
+        .find(|(k, _)| k.as_ref() == key)
+        .map(|(_, v)| v.val.as_str())
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {

@@ -123,15 +123,18 @@ impl PolicyDir {
             path: path.clone(),
             reason,
         };
-        let file = Entities::from_json_str(text, Some(schema)).map_err(|e| error(flatten(&e)))?;
-        if let Some(e) = file.iter().find(|e| is_request_type(e.uid().type_name())) {
+        // Added to the actions in place: one copy of the file's entities,
+        // not one parsed and one merged.
+        let all = actions
+            .add_entities_from_json_str(text, Some(schema))
+            .map_err(|e| error(flatten(&e)))?;
+        if let Some(e) = all.iter().find(|e| is_request_type(e.uid().type_name())) {
             return Err(error(format!(
                 "`{}` is built from each request and cannot be defined here",
                 e.uid()
             )));
         }
-        let all = actions.iter().chain(file.iter()).cloned();
-        Entities::from_entities(all, Some(schema)).map_err(|e| error(flatten(&e)))
+        Ok(all)
     }
 
     /// A short hash of every file's name and content.

@@ -7,42 +7,40 @@
 //! the actions it names, else the entity type its `is` names, else under
 //! "unscoped". A request looks up its principal, action and resource with
 //! their ancestors and types, keeps the policies whose whole scope matches,
-//! and Cedar evaluates only those, in set order. A policy whose scope does
-//! not match is never satisfied and never errors (Cedar evaluates the scope
-//! first and stops there), so the decision, the determining policies and
-//! the errors are those of the whole set. Making the answer fail-closed is
-//! left to the decision module.
+//! and Cedar's evaluator evaluates only those, in set order. A policy whose
+//! scope does not match is never satisfied and never errors (Cedar evaluates
+//! the scope first and stops there), so the decision, the determining
+//! policies and the errors are those of the whole set. Making the answer
+//! fail-closed is left to the decision module.
+//!
+//! The candidates are evaluated one by one with cedar-policy-core's
+//! evaluator and combined as Cedar's authorizer combines them (any
+//! satisfied forbid denies and determines; else any satisfied permit allows
+//! and determines; else deny; every error is reported), instead of building
+//! a policy set of the candidates for each request: that set's maps cost
+//! more than the evaluation. The differential test compares the answer with
+//! Cedar's own authorizer over the whole set.
 
 mod scope;
 
 use std::collections::{HashMap, HashSet};
 
-use cedar_policy::{
-    Authorizer, Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, PolicySetError, Request,
-    Response,
-};
+use cedar_policy::{Entities, EntityTypeName, EntityUid, Policy, PolicySet, Request, Response};
+use cedar_policy_core::ast::{self, Effect};
+use cedar_policy_core::authorizer::{self, AuthorizationError};
+use cedar_policy_core::evaluator::{EvaluationError, Evaluator};
+use cedar_policy_core::extensions::Extensions;
 
 use scope::{Actions, Constraint};
 
-/// Why a per-request policy set could not be built; the whole set is
-/// evaluated instead.
+/// Why the policy set of some candidates could not be built: two of them
+/// share an id, so the index was not built from one set.
 #[derive(Debug, thiserror::Error)]
-pub enum SubsetError {
-    #[error("cannot build the candidate policy set: {0}")]
-    Set(Box<PolicySetError>),
-    #[error("policy `{0}` or its template is not in the set the index was built from")]
-    Missing(String),
-}
+#[error("cannot build the candidate policy set: {0}")]
+pub struct SubsetError(String);
 
-impl From<PolicySetError> for SubsetError {
-    fn from(error: PolicySetError) -> Self {
-        Self::Set(Box::new(error))
-    }
-}
-
-/// Policies of one set, filed by scope. The index names policies by id;
-/// the policies themselves stay in the set it was built from, which is
-/// passed back in to decide (one copy of each policy, not two).
+/// Policies of one set, filed by scope. Each entry shares its policy's
+/// body with the set it was built from (Cedar keeps it behind an `Arc`).
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     /// Every policy of the set, in the set's order.
@@ -54,10 +52,10 @@ pub struct PolicyIndex {
     unscoped: Vec<usize>,
 }
 
-/// One policy's id and scope.
+/// One policy and its scope.
 #[derive(Debug)]
 struct Entry {
-    id: PolicyId,
+    policy: ast::Policy,
     principal: Constraint,
     action: Actions,
     resource: Constraint,
@@ -95,21 +93,45 @@ fn with_ancestors<'a>(
 }
 
 impl PolicyIndex {
-    /// Files every policy of `set`.
+    /// Files every policy of `set`, in the set's order.
     pub fn build(set: &PolicySet) -> Self {
+        Self::from_policies(set.policies().map(|p| p.as_ref().clone()))
+    }
+
+    /// Files `policies` (static and template-linked, ids unique), in this
+    /// order.
+    pub fn from_policies(policies: impl IntoIterator<Item = ast::Policy>) -> Self {
         let mut index = Self::default();
-        index.entries.reserve_exact(set.policies().count());
-        for policy in set.policies() {
+        let policies = policies.into_iter();
+        index.entries.reserve_exact(policies.size_hint().0);
+        for policy in policies {
+            let scoped = Policy::from(policy);
             let entry = Entry {
-                id: policy.id().clone(),
-                principal: policy.principal_constraint().into(),
-                action: policy.action_constraint().into(),
-                resource: policy.resource_constraint().into(),
+                principal: scoped.principal_constraint().into(),
+                action: scoped.action_constraint().into(),
+                resource: scoped.resource_constraint().into(),
+                policy: scoped.as_ref().clone(),
             };
             index.file(entry);
         }
+        index.entries.shrink_to_fit();
         index.shrink();
         index
+    }
+
+    /// The policy at position `at`.
+    pub fn policy(&self, at: usize) -> Option<&ast::Policy> {
+        self.entries.get(at).map(|e| &e.policy)
+    }
+
+    /// Every policy, in order.
+    pub fn policies(&self) -> impl Iterator<Item = &ast::Policy> {
+        self.entries.iter().map(|e| &e.policy)
+    }
+
+    /// Ids of every policy, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.policy.id().as_ref())
     }
 
     /// Gives back what the buckets over-allocated while filing.
@@ -190,52 +212,88 @@ impl PolicyIndex {
     }
 
     /// Cedar's answer for `request`, evaluating only the candidate
-    /// policies. `whole` is the set the index was built from; it is
-    /// evaluated instead when the request has an unknown part or every
-    /// policy is a candidate.
-    pub fn is_authorized(
-        &self,
-        whole: &PolicySet,
-        request: &Request,
-        entities: &Entities,
-    ) -> Response {
-        let authorizer = Authorizer::new();
+    /// policies; every policy when the request has an unknown part (which
+    /// the mapping never builds).
+    pub fn is_authorized(&self, request: &Request, entities: &Entities) -> Response {
         let (Some(principal), Some(action), Some(resource)) =
             (request.principal(), request.action(), request.resource())
         else {
-            return authorizer.is_authorized(request, whole, entities);
+            return self.is_authorized_by_all(request, entities);
         };
         let picks = self.candidates(principal, action, resource, entities);
-        if picks.len() == self.entries.len() {
-            return authorizer.is_authorized(request, whole, entities);
+        self.evaluate(&picks, request, entities)
+    }
+
+    /// Cedar's answer for `request`, evaluating every policy (the index
+    /// switched off).
+    pub fn is_authorized_by_all(&self, request: &Request, entities: &Entities) -> Response {
+        let all: Vec<usize> = (0..self.entries.len()).collect();
+        self.evaluate(&all, request, entities)
+    }
+
+    /// Evaluates the policies at `picks`, in that order, and combines
+    /// their results as Cedar's authorizer does.
+    fn evaluate(&self, picks: &[usize], request: &Request, entities: &Entities) -> Response {
+        let evaluator = Evaluator::new(
+            request.as_ref().clone(),
+            entities.as_ref(),
+            Extensions::all_available(),
+        );
+        let mut tally = Tally::default();
+        for entry in picks.iter().filter_map(|&at| self.entries.get(at)) {
+            tally.add(&entry.policy, evaluator.evaluate(&entry.policy));
         }
-        match self.subset(whole, &picks) {
-            Ok(set) => authorizer.is_authorized(request, &set, entities),
-            // Cannot happen with ids unique in `whole`; stay correct anyway.
-            Err(_) => authorizer.is_authorized(request, whole, entities),
+        tally.into_response().into()
+    }
+
+    /// A policy set of the policies at `picks`, in that order, with the
+    /// templates their links need (for tests and benchmarks: deciding
+    /// does not build one).
+    pub fn subset(&self, picks: &[usize]) -> Result<PolicySet, SubsetError> {
+        let mut set = ast::PolicySet::new();
+        for entry in picks.iter().filter_map(|&at| self.entries.get(at)) {
+            set.add(entry.policy.clone())
+                .map_err(|e| SubsetError(e.to_string()))?;
+        }
+        Ok(PolicySet::from(set))
+    }
+}
+
+/// What the evaluated policies said, as Cedar's authorizer tallies it.
+#[derive(Default)]
+struct Tally {
+    permits: HashSet<ast::PolicyID>,
+    forbids: HashSet<ast::PolicyID>,
+    errors: Vec<AuthorizationError>,
+}
+
+impl Tally {
+    fn add(&mut self, policy: &ast::Policy, result: Result<bool, EvaluationError>) {
+        let id = policy.id().clone();
+        match (result, policy.effect()) {
+            (Ok(true), Effect::Permit) => {
+                self.permits.insert(id);
+            }
+            (Ok(true), Effect::Forbid) => {
+                self.forbids.insert(id);
+            }
+            (Ok(false), _) => {}
+            // Cedar skips a policy that errors, and reports the error.
+            (Err(error), _) => self
+                .errors
+                .push(AuthorizationError::PolicyEvaluationError { id, error }),
         }
     }
 
-    /// A policy set of the policies of `whole` at `picks`, in that order,
-    /// with the templates their links need.
-    pub fn subset(&self, whole: &PolicySet, picks: &[usize]) -> Result<PolicySet, SubsetError> {
-        let mut set = PolicySet::new();
-        let mut added: HashSet<&PolicyId> = HashSet::new();
-        for entry in picks.iter().filter_map(|&at| self.entries.get(at)) {
-            let missing = || SubsetError::Missing(entry.id.to_string());
-            let policy = whole.policy(&entry.id).ok_or_else(missing)?;
-            let Some(template_id) = policy.template_id() else {
-                set.add(policy.clone())?;
-                continue;
-            };
-            if added.insert(template_id) {
-                let template = whole.template(template_id).ok_or_else(missing)?;
-                set.add_template(template.clone())?;
-            }
-            let slots = policy.template_links().ok_or_else(missing)?;
-            set.link(template_id.clone(), entry.id.clone(), slots)?;
-        }
-        Ok(set)
+    fn into_response(self) -> authorizer::Response {
+        let (decision, reason) = if !self.forbids.is_empty() {
+            (authorizer::Decision::Deny, self.forbids)
+        } else if !self.permits.is_empty() {
+            (authorizer::Decision::Allow, self.permits)
+        } else {
+            (authorizer::Decision::Deny, HashSet::new())
+        };
+        authorizer::Response::new(decision, reason, self.errors)
     }
 }
 
