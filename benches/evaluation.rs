@@ -93,7 +93,9 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
-/// The index's own work: finding candidates and building their set.
+/// The index's own work, finding candidates; and, for comparison, what
+/// deciding used to do with them: build a policy set of them per request
+/// and ask Cedar's authorizer (`decide/index` evaluates them directly).
 fn index_parts(c: &mut Criterion) {
     let mut group = c.benchmark_group("index");
     for &count in sizes() {
@@ -106,6 +108,11 @@ fn index_parts(c: &mut Criterion) {
         let picks = candidates();
         group.bench_function(BenchmarkId::new("subset", count), |b| {
             b.iter(|| index.subset(black_box(&picks)).unwrap());
+        });
+        let set = index.subset(&picks).unwrap();
+        let authorizer = cedar_policy::Authorizer::new();
+        group.bench_function(BenchmarkId::new("cedar_authorizer", count), |b| {
+            b.iter(|| authorizer.is_authorized(black_box(&r.request), &set, &r.entities));
         });
     }
     group.finish();

@@ -38,7 +38,16 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9291".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("noop_authz listening on {}", listener.local_addr()?);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // As tonic does on listeners it binds, and as cedar-ext-authz does.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |accepted| {
+            if let Ok(tcp) = &accepted {
+                let _ = tcp.set_nodelay(true);
+            }
+            accepted
+        },
+    );
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };

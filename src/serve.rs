@@ -142,13 +142,29 @@ async fn grpc_server(
                 .await?;
         }
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             router
-                .serve_with_incoming_shutdown(incoming, shutdown)
+                .serve_with_incoming_shutdown(plain_incoming(listener), shutdown)
                 .await?;
         }
     }
     Ok(())
+}
+
+/// Accepted plaintext connections, with Nagle's algorithm off as on the
+/// TLS path. tonic sets `TCP_NODELAY` only on listeners it binds itself,
+/// not on connections handed to it; without it, an answer written in two
+/// segments waits for the peer's delayed ACK (40 ms on Linux), which the
+/// load benchmark showed as a p99 of 42 ms on loopback.
+fn plain_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(tcp) = &accepted {
+            let _ = tcp.set_nodelay(true);
+        }
+        accepted
+    })
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -173,5 +189,20 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt as _;
+
+    #[tokio::test]
+    async fn plaintext_connections_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(super::plain_incoming(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }
