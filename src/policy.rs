@@ -180,6 +180,11 @@ impl PolicyStore {
         Ok(PolicyDir::read(dir)?.version())
     }
 
+    /// Every template, in no particular order.
+    pub fn templates(&self) -> impl Iterator<Item = &cedar_policy::Template> {
+        parse::templates(&self.batches)
+    }
+
     /// `file:line` of a policy, for logs.
     pub fn origin(&self, id: &PolicyId) -> Option<String> {
         let (path, line) = self.origins.get(id)?;

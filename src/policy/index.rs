@@ -38,8 +38,7 @@ use filed::{Filed, Filing};
 #[error("cannot build the candidate policy set: {0}")]
 pub struct SubsetError(String);
 
-/// Policies of one set, in the set's order, filed by scope. Positions are
-/// `u32`: a set of four billion policies would not fit in memory anyway.
+/// Policies of one set, in the set's order, filed by scope.
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     policies: Vec<ast::Policy>,
@@ -47,7 +46,7 @@ pub struct PolicyIndex {
     resource: Keyed,
     action: Filed<Arc<EntityUID>>,
     /// Policies whose scope names no entity, action or type.
-    unscoped: Vec<u32>,
+    unscoped: Vec<usize>,
 }
 
 /// Policies filed by the entity or the entity type one side names.
@@ -59,7 +58,7 @@ struct Keyed {
 
 impl Keyed {
     /// Adds the policies filed under `uid`, its ancestors and its type.
-    fn collect(&self, uid: &EntityUID, entities: &CoreEntities, found: &mut Vec<u32>) {
+    fn collect(&self, uid: &EntityUID, entities: &CoreEntities, found: &mut Vec<usize>) {
         for key in with_ancestors(uid, entities) {
             found.extend_from_slice(self.by_uid.get(key));
         }
@@ -83,13 +82,13 @@ struct Builder {
     resource_uid: Filing<Arc<EntityUID>>,
     resource_type: Filing<Arc<EntityType>>,
     action: Filing<Arc<EntityUID>>,
-    unscoped: Vec<u32>,
+    unscoped: Vec<usize>,
 }
 
 impl Builder {
     /// Files `policy`, at position `at`, under the most selective key of
     /// its scope.
-    fn file(&mut self, policy: &ast::Policy, at: u32) {
+    fn file(&mut self, policy: &ast::Policy, at: usize) {
         let (principal, resource) = (scope::principal(policy), scope::resource(policy));
         if let Some(named) = principal.equal() {
             self.principal_uid.add(named.key(), at);
@@ -142,7 +141,7 @@ impl PolicyIndex {
         let mut policies: Vec<ast::Policy> = policies.into_iter().collect();
         policies.shrink_to_fit();
         let mut builder = Builder::default();
-        for (at, policy) in (0..).zip(&policies) {
+        for (at, policy) in policies.iter().enumerate() {
             builder.file(policy, at);
         }
         builder.finish(policies)
@@ -181,13 +180,12 @@ impl PolicyIndex {
         resource: &EntityUid,
         entities: &Entities,
     ) -> Vec<usize> {
-        let found = self.matching(
+        self.matching(
             principal.as_ref(),
             action.as_ref(),
             resource.as_ref(),
             entities.as_ref(),
-        );
-        found.into_iter().map(|at| at as usize).collect()
+        )
     }
 
     fn matching(
@@ -196,7 +194,7 @@ impl PolicyIndex {
         action: &EntityUID,
         resource: &EntityUID,
         entities: &CoreEntities,
-    ) -> Vec<u32> {
+    ) -> Vec<usize> {
         let mut found = self.unscoped.clone();
         self.principal.collect(principal, entities, &mut found);
         self.resource.collect(resource, entities, &mut found);
@@ -204,7 +202,7 @@ impl PolicyIndex {
             found.extend_from_slice(self.action.get(key));
         }
         found.retain(|&at| {
-            self.policies.get(at as usize).is_some_and(|p| {
+            self.policies.get(at).is_some_and(|p| {
                 scope::principal(p).matches(principal, entities)
                     && scope::action_matches(p, action, entities)
                     && scope::resource(p).matches(resource, entities)
@@ -217,7 +215,8 @@ impl PolicyIndex {
 
     /// Cedar's answer for `request`, evaluating only the candidate
     /// policies; every policy when the request has an unknown part (which
-    /// the mapping never builds).
+    /// the mapping never builds; a policy left partial would then count as
+    /// an error, which denies).
     pub fn is_authorized(&self, request: &Request, entities: &Entities) -> Response {
         let (Some(principal), Some(action), Some(resource)) =
             (request.principal(), request.action(), request.resource())
@@ -230,9 +229,7 @@ impl PolicyIndex {
             resource.as_ref(),
             entities.as_ref(),
         );
-        let policies = picks
-            .iter()
-            .filter_map(|&at| self.policies.get(at as usize));
+        let policies = picks.iter().filter_map(|&at| self.policies.get(at));
         tally::evaluate(policies, request, entities)
     }
 

@@ -36,6 +36,11 @@ pub struct Batch {
 /// Batches by the hash of the schema and their text.
 pub type Batches = HashMap<statements::Key, Batch>;
 
+/// Every template of `batches`, in no particular order.
+pub fn templates(batches: &Batches) -> impl Iterator<Item = &Template> {
+    batches.values().flat_map(|b| &b.templates)
+}
+
 /// What reading the `.cedar` files gives.
 #[derive(Default)]
 pub struct Parsed {

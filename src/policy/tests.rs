@@ -282,6 +282,11 @@ fn described(store: &PolicyStore) -> Vec<String> {
             let id = PolicyId::new(p.id().as_ref());
             format!("{id} {:?} {p}", store.origin(&id))
         })
+        .chain(
+            store
+                .templates()
+                .map(|t| format!("{} {:?} {t}", t.id(), store.origin(t.id()))),
+        )
         .collect();
     all.sort();
     all

@@ -1,7 +1,7 @@
 //! Positions filed under keys, stored flat: one list of positions and, for
 //! each key, the range of it that the key owns. Most keys of a big policy
 //! set name one policy (a per-user grant), and a vector per key would cost
-//! an allocation and 24 bytes more for each.
+//! an allocation for each.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -11,8 +11,8 @@ use std::ops::Range;
 /// Positions under keys of type `K`, built by [`Filing`].
 #[derive(Debug)]
 pub struct Filed<K> {
-    ranges: HashMap<K, Range<u32>>,
-    positions: Vec<u32>,
+    ranges: HashMap<K, Range<usize>>,
+    positions: Vec<usize>,
 }
 
 impl<K> Default for Filed<K> {
@@ -26,20 +26,19 @@ impl<K> Default for Filed<K> {
 
 impl<K: Hash + Eq> Filed<K> {
     /// The positions filed under `key`, in filing order.
-    pub fn get<Q>(&self, key: &Q) -> &[u32]
+    pub fn get<Q>(&self, key: &Q) -> &[usize]
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let range = self.ranges.get(key).cloned().unwrap_or_default();
-        let (start, end) = (range.start as usize, range.end as usize);
-        self.positions.get(start..end).unwrap_or_default()
+        self.positions.get(range).unwrap_or_default()
     }
 }
 
 /// Positions under keys while an index is being built.
 #[derive(Debug)]
-pub struct Filing<K>(HashMap<K, Vec<u32>>);
+pub struct Filing<K>(HashMap<K, Vec<usize>>);
 
 impl<K> Default for Filing<K> {
     fn default() -> Self {
@@ -48,7 +47,7 @@ impl<K> Default for Filing<K> {
 }
 
 impl<K: Hash + Eq> Filing<K> {
-    pub fn add(&mut self, key: K, at: u32) {
+    pub fn add(&mut self, key: K, at: usize) {
         self.0.entry(key).or_default().push(at);
     }
 
@@ -60,10 +59,9 @@ impl<K: Hash + Eq> Filing<K> {
             positions: Vec::with_capacity(total),
         };
         for (key, positions) in self.0 {
-            let start = u32::try_from(filed.positions.len()).unwrap_or(u32::MAX);
+            let start = filed.positions.len();
             filed.positions.extend(positions);
-            let end = u32::try_from(filed.positions.len()).unwrap_or(u32::MAX);
-            filed.ranges.insert(key, start..end);
+            filed.ranges.insert(key, start..filed.positions.len());
         }
         filed
     }

@@ -319,8 +319,9 @@ fn request_spec() -> impl Strategy<Value = RequestSpec> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(192))]
 
-    /// Indexed and whole-set evaluation give the same decision, the same
-    /// determining policies and the same errors, in the same order.
+    /// Indexed evaluation, and evaluation of every policy with the index
+    /// off, give Cedar's own authorizer's decision over the whole set: the
+    /// same determining policies and the same errors, in the same order.
     #[test]
     fn index_answers_as_the_whole_set(
         templates in prop::collection::vec(template_spec(), 1..4),
@@ -337,6 +338,9 @@ proptest! {
             let whole = Authorizer::new().is_authorized(&request, &set, &entities);
             let indexed = index.is_authorized(&request, &entities);
             prop_assert_eq!(answer(&indexed), answer(&whole), "request {:?}", spec);
+            // The index switched off evaluates every policy the same way.
+            let all = index.is_authorized_by_all(&request, &entities);
+            prop_assert_eq!(answer(&all), answer(&whole), "request {:?}", spec);
         }
     }
 }
