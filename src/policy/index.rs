@@ -180,21 +180,9 @@ impl PolicyIndex {
         resource: &EntityUid,
         entities: &Entities,
     ) -> Vec<usize> {
-        self.matching(
-            principal.as_ref(),
-            action.as_ref(),
-            resource.as_ref(),
-            entities.as_ref(),
-        )
-    }
-
-    fn matching(
-        &self,
-        principal: &EntityUID,
-        action: &EntityUID,
-        resource: &EntityUID,
-        entities: &CoreEntities,
-    ) -> Vec<usize> {
+        let (principal, action, resource) =
+            (principal.as_ref(), action.as_ref(), resource.as_ref());
+        let entities: &CoreEntities = entities.as_ref();
         let mut found = self.unscoped.clone();
         self.principal.collect(principal, entities, &mut found);
         self.resource.collect(resource, entities, &mut found);
@@ -223,12 +211,7 @@ impl PolicyIndex {
         else {
             return self.is_authorized_by_all(request, entities);
         };
-        let picks = self.matching(
-            principal.as_ref(),
-            action.as_ref(),
-            resource.as_ref(),
-            entities.as_ref(),
-        );
+        let picks = self.candidates(principal, action, resource, entities);
         let policies = picks.iter().filter_map(|&at| self.policies.get(at));
         tally::evaluate(policies, request, entities)
     }
